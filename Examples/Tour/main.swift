@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+// A tour of swift-etcd: run it against any etcd with `scripts/try`, or
+// `ETCD_ENDPOINTS=127.0.0.1:2379 swift run Tour`.
+import Etcd
+import Foundation
+
+let endpoints = (ProcessInfo.processInfo.environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379")
+    .split(separator: ",").map(String.init)
+
+try await withEtcdClient(.init(endpoints: endpoints)) { client in
+    print("connected to \(client.endpoints.joined(separator: ", "))")
+
+    // Keys and values are bytes; Strings are converted as UTF-8.
+    try await client.put("tour/greeting", value: "hello")
+    let greeting = try await client.get("tour/greeting")
+    print("tour/greeting = \(greeting.kvs.first?.valueString ?? "<missing>") at revision \(greeting.header.revision)")
+
+    // Ranges: prefix, sorting, limits.
+    for i in 0..<3 { try await client.put("tour/key_\(i)", value: "value \(i)") }
+    let sorted = try await client.get("tour/key_", options: [.prefix, .sort(by: .key, order: .descending)])
+    print("sorted descending: \(sorted.kvs.map(\.keyString).joined(separator: ", "))")
+    let firstTwo = try await client.get("tour/key_", options: [.prefix, .limit(2)])
+    print("first two of \(firstTwo.count): \(firstTwo.kvs.map(\.keyString)), more: \(firstTwo.more)")
+
+    // Reading the past: every write makes a revision.
+    let first = try await client.put("tour/counter", value: "1")
+    try await client.put("tour/counter", value: "2")
+    let past = try await client.get("tour/counter", options: .revision(first.header.revision))
+    print("tour/counter was \(past.kvs.first?.valueString ?? "?") at revision \(first.header.revision)")
+
+    // Transactions: compare, then / else, atomically.
+    let txn = try await client.txn(
+        if: [.value("tour/greeting") == "hello"],
+        then: [.put("tour/greeting", value: "hello again"), .get("tour/greeting")],
+        else: [.put("tour/greeting", value: "hello")]
+    )
+    print("txn succeeded: \(txn.succeeded); greeting now \(txn.responses[1].get?.kvs.first?.valueString ?? "?")")
+
+    // Deadlines, like a Go context: every call inside ends by then.
+    let count = try await withEtcdTimeout(.seconds(5)) {
+        try await client.get("tour/", options: [.prefix, .countOnly]).count
+    }
+    print("tour/ holds \(count) keys")
+
+    // Bad input gets a typed error before anything is sent.
+    do {
+        try await client.put("", value: "")
+    } catch let error as EtcdClientError where error.code == .emptyKey {
+        print("empty key refused: \(error.message)")
+    }
+
+    // Clean up.
+    let deleted = try await client.delete("tour/", options: [.prefix, .prevKV])
+    print("deleted \(deleted.deleted) keys")
+}
+print("tour finished")

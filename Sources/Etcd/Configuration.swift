@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: Apache-2.0
+public import Logging
+
+extension EtcdClient {
+    /// Everything an ``EtcdClient`` needs to reach a cluster: endpoints, timeouts, limits, TLS, credentials.
+    ///
+    /// Defaults follow etcd's Go client, except that keepalive pings are on: without them a
+    /// black-holed or paused member would hang a watch forever.
+    public struct Configuration: Sendable {
+        /// The cluster's client URLs: `host:port`, `http://host:port` or `https://host:port`.
+        ///
+        /// `https://` endpoints use TLS; bare `host:port` endpoints use TLS when ``tls`` is set.
+        public var endpoints: [String]
+        /// How long to keep trying to reach an endpoint before a call without its own deadline fails with `unavailable`.
+        public var dialTimeout: Duration
+        /// HTTP/2 keepalive pings that detect dead connections; `nil` turns them off.
+        public var keepAlive: KeepAlive?
+        /// The largest request the client sends, in bytes (Go's default: 2 MiB). Larger requests fail
+        /// with `requestTooLarge` before anything is sent.
+        public var maxCallSendMessageSize: Int
+        /// The largest response the client accepts, in bytes (Go's default: 2 GiB - 1). A larger
+        /// response fails with `responseTooLarge`; page large ranges with `.paged(pageSize:)`.
+        public var maxCallReceiveMessageSize: Int
+        /// TLS settings; `nil` means plaintext for endpoints without an `https://` scheme.
+        public var tls: TLS?
+        /// User name and password; the client exchanges them for a token and sends it with every request.
+        public var authentication: Authentication?
+        /// Refuse clusters older than etcd 3.2, as the Go client's `RejectOldCluster` does.
+        public var rejectOldCluster: Bool
+        /// Backoff between retries of calls that are safe to retry.
+        public var retry: Retry
+
+        /// Creates a configuration for the given endpoints (default: `127.0.0.1:2379`).
+        public init(endpoints: [String] = ["127.0.0.1:2379"]) {
+            self.endpoints = endpoints
+            self.dialTimeout = .seconds(5)
+            self.keepAlive = .init()
+            self.maxCallSendMessageSize = 2 * 1024 * 1024
+            self.maxCallReceiveMessageSize = Int(Int32.max)
+            self.tls = nil
+            self.authentication = nil
+            self.rejectOldCluster = false
+            self.retry = .init()
+        }
+
+        /// HTTP/2 keepalive: a ping after ``time`` without activity, the connection closed when no
+        /// answer comes within ``timeout``.
+        ///
+        /// Pings are only sent while calls or streams are open: etcd (like any gRPC-Go server)
+        /// closes connections that ping while idle.
+        public struct KeepAlive: Sendable, Hashable {
+            public var time: Duration
+            public var timeout: Duration
+            public init(time: Duration = .seconds(30), timeout: Duration = .seconds(10)) {
+                self.time = time
+                self.timeout = timeout
+            }
+        }
+
+        /// TLS for the connection to etcd: the CA to trust, an optional client certificate, and checks to relax for tests.
+        public struct TLS: Sendable, Hashable {
+            /// PEM file with the CA certificates that sign the servers' certificates; `nil` trusts the system's roots.
+            public var trustedCAFile: String?
+            /// PEM file with the client certificate chain, for mutual TLS.
+            public var certificateFile: String?
+            /// PEM file with the client certificate's private key.
+            public var keyFile: String?
+            /// The name to verify the server's certificate against (and send as SNI), instead of the endpoint's host.
+            public var serverName: String?
+            /// Accept any server certificate. Only for tests.
+            public var insecureSkipVerify: Bool
+
+            public init(
+                trustedCAFile: String? = nil,
+                certificateFile: String? = nil,
+                keyFile: String? = nil,
+                serverName: String? = nil,
+                insecureSkipVerify: Bool = false
+            ) {
+                self.trustedCAFile = trustedCAFile
+                self.certificateFile = certificateFile
+                self.keyFile = keyFile
+                self.serverName = serverName
+                self.insecureSkipVerify = insecureSkipVerify
+            }
+        }
+
+        /// Credentials for etcd's authentication.
+        public struct Authentication: Sendable, Hashable, CustomStringConvertible {
+            public var username: String
+            public var password: String
+            public init(username: String, password: String) {
+                self.username = username
+                self.password = password
+            }
+            /// Never shows the password.
+            public var description: String { "Authentication(username: \(self.username), password: <redacted>)" }
+        }
+
+        /// Backoff between retries: jittered exponential from ``initialBackoff`` up to ``maxBackoff``.
+        public struct Retry: Sendable, Hashable {
+            public var initialBackoff: Duration
+            public var maxBackoff: Duration
+            public init(initialBackoff: Duration = .milliseconds(25), maxBackoff: Duration = .seconds(1)) {
+                self.initialBackoff = initialBackoff
+                self.maxBackoff = maxBackoff
+            }
+        }
+    }
+}
+
+/// One parsed client URL.
+struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
+    enum Host: Sendable, Hashable {
+        case ipv4(String)
+        case ipv6(String)
+        case dns(String)
+    }
+    var host: Host
+    var port: Int
+    var useTLS: Bool
+
+    var hostString: String {
+        switch self.host {
+        case .ipv4(let h), .dns(let h): return h
+        case .ipv6(let h): return "[\(h)]"
+        }
+    }
+
+    var description: String { "\(self.useTLS ? "https" : "http")://\(self.hostString):\(self.port)" }
+
+    /// Parses `host:port`, `http://host:port` or `https://host:port` (a trailing `/` is allowed).
+    static func parse(_ text: String, tlsByDefault: Bool) throws(EtcdClientError) -> EtcdEndpoint {
+        func fail(_ why: String) -> EtcdClientError {
+            EtcdClientError(
+                code: .invalidConfiguration,
+                message: "invalid endpoint '\(text)': \(why); use host:port, http://host:port or https://host:port"
+            )
+        }
+        var rest = Substring(text.trimmingWhitespace())
+        if rest.isEmpty { throw fail("it is empty") }
+        var useTLS = tlsByDefault
+        if let schemeEnd = rest.firstIndex(of: ":"), rest[schemeEnd...].hasPrefix("://") {
+            let scheme = rest[..<schemeEnd].lowercased()
+            switch scheme {
+            case "http": useTLS = false
+            case "https": useTLS = true
+            default: throw fail("unknown scheme '\(scheme)'")
+            }
+            rest = rest[rest.index(schemeEnd, offsetBy: 3)...]
+        }
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        if rest.contains("/") || rest.contains("?") || rest.contains("@") {
+            throw fail("paths, queries and user info are not supported")
+        }
+        let hostPart: Substring
+        let portPart: Substring
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw fail("unterminated IPv6 address") }
+            hostPart = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            guard after.hasPrefix(":") else { throw fail("missing port") }
+            portPart = after.dropFirst()
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { throw fail("missing port") }
+            hostPart = rest[..<colon]
+            portPart = rest[rest.index(after: colon)...]
+            if hostPart.contains(":") { throw fail("IPv6 addresses must be in brackets") }
+        }
+        guard !hostPart.isEmpty else { throw fail("missing host") }
+        guard let port = Int(portPart), (1...65535).contains(port) else {
+            throw fail("port '\(portPart)' is not a number from 1 to 65535")
+        }
+        let host: Host
+        if rest.hasPrefix("[") {
+            host = .ipv6(String(hostPart))
+        } else if Self.isIPv4(hostPart) {
+            host = .ipv4(String(hostPart))
+        } else {
+            let allowed = hostPart.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." || $0 == "_" }
+            guard allowed, hostPart.allSatisfy(\.isASCII) else { throw fail("'\(hostPart)' is not a valid host name") }
+            host = .dns(String(hostPart))
+        }
+        return EtcdEndpoint(host: host, port: port, useTLS: useTLS)
+    }
+
+    private static func isIPv4(_ text: Substring) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> Substring {
+        var s = Substring(self)
+        while s.first?.isWhitespace == true { s = s.dropFirst() }
+        while s.last?.isWhitespace == true { s = s.dropLast() }
+        return s
+    }
+}

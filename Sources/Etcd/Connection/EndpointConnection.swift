@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+package import EtcdAPI
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Synchronization
+
+/// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
+final class EndpointConnection: Sendable {
+    let endpoint: EtcdEndpoint
+    let grpc: GRPCClient<TrackingTransport>
+    let kv: Etcdserverpb_KV.Client<TrackingTransport>
+    let maintenance: Etcdserverpb_Maintenance.Client<TrackingTransport>
+    let auth: Etcdserverpb_Auth.Client<TrackingTransport>
+
+    private struct State {
+        var unhealthyUntil: ContinuousClock.Instant?
+        var consecutiveFailures = 0
+        var serverVersion: EtcdServerVersion?
+    }
+    private let state = Mutex(State())
+
+    init(endpoint: EtcdEndpoint, configuration: EtcdClient.Configuration) throws(EtcdClientError) {
+        self.endpoint = endpoint
+        let target: any ResolvableTarget
+        switch endpoint.host {
+        case .ipv4(let host): target = .ipv4(address: host, port: endpoint.port)
+        case .ipv6(let host): target = .ipv6(address: host, port: endpoint.port)
+        case .dns(let host): target = .dns(host: host, port: endpoint.port)
+        }
+        let security: HTTP2ClientTransport.Posix.TransportSecurity
+        if endpoint.useTLS {
+            let tls = configuration.tls ?? .init()
+            if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+                throw EtcdClientError(
+                    code: .invalidConfiguration,
+                    message: "TLS needs both a client certificate file and its key file, or neither"
+                )
+            }
+            security = .tls { config in
+                if let ca = tls.trustedCAFile {
+                    config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+                }
+                if let cert = tls.certificateFile, let key = tls.keyFile {
+                    config.certificateChain = [.file(path: cert, format: .pem)]
+                    config.privateKey = .file(path: key, format: .pem)
+                }
+                config.serverCertificateVerification = tls.insecureSkipVerify ? .noVerification : .fullVerification
+            }
+        } else {
+            security = .plaintext
+        }
+        let transportConfig = HTTP2ClientTransport.Posix.Config.defaults { config in
+            if let keepAlive = configuration.keepAlive {
+                config.connection.keepalive = .init(
+                    time: keepAlive.time,
+                    timeout: keepAlive.timeout,
+                    allowWithoutCalls: false
+                )
+            }
+            config.connection.maxIdleTime = nil
+            config.backoff = .init(
+                initial: configuration.retry.initialBackoff,
+                max: configuration.retry.maxBackoff,
+                multiplier: 1.6,
+                jitter: 0.2
+            )
+            if let serverName = configuration.tls?.serverName, endpoint.useTLS {
+                config.http2.authority = serverName
+            }
+        }
+        do {
+            let transport = try HTTP2ClientTransport.Posix(
+                target: target,
+                transportSecurity: security,
+                config: transportConfig
+            )
+            self.grpc = GRPCClient(transport: TrackingTransport(base: transport))
+        } catch {
+            throw EtcdClientError(
+                code: .invalidConfiguration,
+                message: "cannot set up the connection to \(endpoint): \(error)",
+                cause: error,
+                endpoint: endpoint.description
+            )
+        }
+        self.kv = .init(wrapping: self.grpc)
+        self.maintenance = .init(wrapping: self.grpc)
+        self.auth = .init(wrapping: self.grpc)
+    }
+
+    /// Whether the endpoint may be used now (it has not failed recently).
+    func isHealthy(at now: ContinuousClock.Instant) -> Bool {
+        self.state.withLock { state in
+            guard let until = state.unhealthyUntil else { return true }
+            return until <= now
+        }
+    }
+
+    var unhealthyUntil: ContinuousClock.Instant? { self.state.withLock { $0.unhealthyUntil } }
+
+    /// Leaves the endpoint for a while after a transport failure: 0.5 s, doubling up to 5 s.
+    func markUnhealthy() {
+        self.state.withLock { state in
+            state.consecutiveFailures += 1
+            let exponent = min(state.consecutiveFailures - 1, 4)
+            let pause = Duration.milliseconds(500) * (1 << exponent)
+            state.unhealthyUntil = .now + min(pause, .seconds(5))
+        }
+    }
+
+    func markHealthy() {
+        self.state.withLock { state in
+            if state.unhealthyUntil != nil || state.consecutiveFailures != 0 {
+                state.unhealthyUntil = nil
+                state.consecutiveFailures = 0
+            }
+        }
+    }
+
+    var knownServerVersion: EtcdServerVersion? { self.state.withLock { $0.serverVersion } }
+
+    func setServerVersion(_ version: EtcdServerVersion) {
+        self.state.withLock { $0.serverVersion = version }
+    }
+}

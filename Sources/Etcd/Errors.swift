@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: Apache-2.0
+import GRPCCore
+
+/// An error from etcd or from the client, with a stable ``Code`` to switch on.
+///
+/// Server errors carry etcd's own message (for example `etcdserver: key is not provided`) and the
+/// gRPC error as ``cause``. Errors the client raises before sending anything (an empty key, a bad
+/// option combination, a request over the send limit) have the same codes as the server would use.
+/// Task cancellation is reported as `CancellationError`, not as this type.
+public struct EtcdClientError: Error, Sendable {
+    /// What went wrong, as a value that can be compared and switched over.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Base: String, Hashable, Sendable {
+            case emptyKey, keyNotFound, valueProvided, leaseProvided, tooManyOps, duplicateKey
+            case compacted, futureRevision, noSpace
+            case leaseNotFound, leaseExists, leaseTTLTooLarge
+            case watchCanceled
+            case memberExists, peerURLExists, memberNotEnoughStarted, memberBadURLs, memberNotFound
+            case memberNotLearner, learnerNotReady, tooManyLearners
+            case requestTooLarge, tooManyRequests
+            case rootUserNotExist, rootRoleNotExist, userAlreadyExist, userEmpty, userNotFound
+            case roleAlreadyExist, roleNotFound, roleEmpty, authFailed, permissionDenied
+            case roleNotGranted, permissionNotGranted, authNotEnabled, invalidAuthToken
+            case invalidAuthManagement, authOldRevision
+            case noLeader, notLeader, leaderChanged, notCapable, stopped, timeout
+            case timeoutDueToLeaderFail, timeoutDueToConnectionLost, timeoutWaitAppliedIndex
+            case unhealthy, corrupt, notSupportedForLearner, badLeaderTransferee
+            case clusterVersionUnavailable, wrongDowngradeVersion
+            case invalidDowngradeTargetVersion, downgradeInProcess, noInflightDowngrade
+            case responseTooLarge, notSupported, oldCluster, invalidConfiguration
+            case unavailable, deadlineExceeded, cancelled, invalidArgument, internalError, unknown
+        }
+        fileprivate let base: Base
+        fileprivate init(_ base: Base) { self.base = base }
+
+        public var description: String { self.base.rawValue }
+
+        /// A request named an empty key (`etcdserver: key is not provided`).
+        public static let emptyKey = Self(.emptyKey)
+        /// `ignoreValue`/`ignoreLease` was used on a key that does not exist.
+        public static let keyNotFound = Self(.keyNotFound)
+        /// A value was given together with `ignoreValue`.
+        public static let valueProvided = Self(.valueProvided)
+        /// A lease was given together with `ignoreLease`.
+        public static let leaseProvided = Self(.leaseProvided)
+        /// A transaction has more operations than the server's `--max-txn-ops`.
+        public static let tooManyOps = Self(.tooManyOps)
+        /// A transaction writes the same key twice.
+        public static let duplicateKey = Self(.duplicateKey)
+        /// The requested revision has been compacted away.
+        public static let compacted = Self(.compacted)
+        /// The requested revision is newer than the store's current revision.
+        public static let futureRevision = Self(.futureRevision)
+        /// The backend database exceeded its quota (a NOSPACE alarm is raised).
+        public static let noSpace = Self(.noSpace)
+        /// The lease does not exist (expired or revoked).
+        public static let leaseNotFound = Self(.leaseNotFound)
+        /// A lease with the requested ID already exists.
+        public static let leaseExists = Self(.leaseExists)
+        /// The requested lease TTL is larger than the server allows.
+        public static let leaseTTLTooLarge = Self(.leaseTTLTooLarge)
+        /// The server cancelled a watch.
+        public static let watchCanceled = Self(.watchCanceled)
+        /// A member with that ID already exists.
+        public static let memberExists = Self(.memberExists)
+        /// A member with those peer URLs already exists.
+        public static let peerURLExists = Self(.peerURLExists)
+        /// Reconfiguration failed because not enough members are started.
+        public static let memberNotEnoughStarted = Self(.memberNotEnoughStarted)
+        /// The given member URLs are invalid.
+        public static let memberBadURLs = Self(.memberBadURLs)
+        /// No member has that ID.
+        public static let memberNotFound = Self(.memberNotFound)
+        /// Only a learner member can be promoted.
+        public static let memberNotLearner = Self(.memberNotLearner)
+        /// The learner is not yet in sync with the leader; retry the promotion later.
+        public static let learnerNotReady = Self(.learnerNotReady)
+        /// The cluster already has the maximum number of learners.
+        public static let tooManyLearners = Self(.tooManyLearners)
+        /// The request exceeds the server's `--max-request-bytes` or the client's send limit.
+        public static let requestTooLarge = Self(.requestTooLarge)
+        /// The server is overloaded.
+        public static let tooManyRequests = Self(.tooManyRequests)
+        public static let rootUserNotExist = Self(.rootUserNotExist)
+        public static let rootRoleNotExist = Self(.rootRoleNotExist)
+        public static let userAlreadyExist = Self(.userAlreadyExist)
+        public static let userEmpty = Self(.userEmpty)
+        public static let userNotFound = Self(.userNotFound)
+        public static let roleAlreadyExist = Self(.roleAlreadyExist)
+        public static let roleNotFound = Self(.roleNotFound)
+        public static let roleEmpty = Self(.roleEmpty)
+        /// Wrong user name or password.
+        public static let authFailed = Self(.authFailed)
+        /// The user may not perform this request.
+        public static let permissionDenied = Self(.permissionDenied)
+        public static let roleNotGranted = Self(.roleNotGranted)
+        public static let permissionNotGranted = Self(.permissionNotGranted)
+        /// Authentication is not enabled on the cluster.
+        public static let authNotEnabled = Self(.authNotEnabled)
+        /// The auth token expired or is unknown to this member.
+        public static let invalidAuthToken = Self(.invalidAuthToken)
+        public static let invalidAuthManagement = Self(.invalidAuthManagement)
+        /// The auth store changed since the token was issued.
+        public static let authOldRevision = Self(.authOldRevision)
+        /// The member has no leader.
+        public static let noLeader = Self(.noLeader)
+        public static let notLeader = Self(.notLeader)
+        public static let leaderChanged = Self(.leaderChanged)
+        public static let notCapable = Self(.notCapable)
+        public static let stopped = Self(.stopped)
+        /// The server timed out the request.
+        public static let timeout = Self(.timeout)
+        public static let timeoutDueToLeaderFail = Self(.timeoutDueToLeaderFail)
+        public static let timeoutDueToConnectionLost = Self(.timeoutDueToConnectionLost)
+        public static let timeoutWaitAppliedIndex = Self(.timeoutWaitAppliedIndex)
+        public static let unhealthy = Self(.unhealthy)
+        public static let corrupt = Self(.corrupt)
+        public static let notSupportedForLearner = Self(.notSupportedForLearner)
+        public static let badLeaderTransferee = Self(.badLeaderTransferee)
+        public static let clusterVersionUnavailable = Self(.clusterVersionUnavailable)
+        public static let wrongDowngradeVersion = Self(.wrongDowngradeVersion)
+        public static let invalidDowngradeTargetVersion = Self(.invalidDowngradeTargetVersion)
+        public static let downgradeInProcess = Self(.downgradeInProcess)
+        public static let noInflightDowngrade = Self(.noInflightDowngrade)
+        /// A response was larger than the client's receive limit; see `maxCallReceiveMessageSize` or page the range.
+        public static let responseTooLarge = Self(.responseTooLarge)
+        /// The server is too old for this call; the message names the version needed.
+        public static let notSupported = Self(.notSupported)
+        /// The cluster is older than the client accepts (`rejectOldCluster`).
+        public static let oldCluster = Self(.oldCluster)
+        /// The client's configuration is invalid (endpoints, TLS files, limits).
+        public static let invalidConfiguration = Self(.invalidConfiguration)
+        /// No endpoint could be reached, or the connection broke.
+        public static let unavailable = Self(.unavailable)
+        /// The call's deadline passed before it completed.
+        public static let deadlineExceeded = Self(.deadlineExceeded)
+        /// The server cancelled the call.
+        public static let cancelled = Self(.cancelled)
+        /// The request is malformed (bad options, bad range).
+        public static let invalidArgument = Self(.invalidArgument)
+        /// An internal error in the client or server.
+        public static let internalError = Self(.internalError)
+        /// An error the client does not recognise; see ``EtcdClientError/message`` and ``EtcdClientError/cause``.
+        public static let unknown = Self(.unknown)
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The server's message (`etcdserver: ...`) or the client's explanation of what happened and what to do.
+    public var message: String
+    /// The underlying error, usually a gRPC `RPCError`.
+    public var cause: (any Error)?
+    /// The endpoint the call was sent to, when known.
+    public var endpoint: String?
+    /// Where in the client the error was raised.
+    public var file: String
+    public var line: Int
+
+    public init(
+        code: Code,
+        message: String,
+        cause: (any Error)? = nil,
+        endpoint: String? = nil,
+        file: String = #fileID,
+        line: Int = #line
+    ) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+        self.endpoint = endpoint
+        self.file = file
+        self.line = line
+    }
+}
+
+extension EtcdClientError: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String {
+        "EtcdClientError(\(self.code)): \(self.message)"
+    }
+
+    public var debugDescription: String {
+        var text = "EtcdClientError(code: \(self.code), message: \(self.message)"
+        if let endpoint { text += ", endpoint: \(endpoint)" }
+        if let cause { text += ", cause: \(String(reflecting: cause))" }
+        text += ", at: \(self.file):\(self.line))"
+        return text
+    }
+}
+
+extension EtcdClientError {
+    /// Whether the error is one of etcd's transient "try again" answers (no leader, leader changed, ...).
+    var isTransientServerError: Bool {
+        switch self.code.base {
+        case .noLeader, .leaderChanged, .notCapable, .stopped, .timeoutDueToLeaderFail,
+            .timeoutDueToConnectionLost, .timeoutWaitAppliedIndex, .unhealthy, .tooManyRequests:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// etcd's server messages and the codes they map to (etcd's `rpctypes`).
+    private static let serverMessages: [String: Code] = [
+        "etcdserver: key is not provided": .emptyKey,
+        "etcdserver: key not found": .keyNotFound,
+        "etcdserver: value is provided": .valueProvided,
+        "etcdserver: lease is provided": .leaseProvided,
+        "etcdserver: too many operations in txn request": .tooManyOps,
+        "etcdserver: duplicate key given in txn request": .duplicateKey,
+        "etcdserver: mvcc: required revision has been compacted": .compacted,
+        "etcdserver: mvcc: required revision is a future revision": .futureRevision,
+        "etcdserver: mvcc: database space exceeded": .noSpace,
+        "etcdserver: requested lease not found": .leaseNotFound,
+        "etcdserver: lease already exists": .leaseExists,
+        "etcdserver: too large lease TTL": .leaseTTLTooLarge,
+        "etcdserver: watch canceled": .watchCanceled,
+        "etcdserver: member ID already exist": .memberExists,
+        "etcdserver: Peer URLs already exists": .peerURLExists,
+        "etcdserver: re-configuration failed due to not enough started members": .memberNotEnoughStarted,
+        "etcdserver: given member URLs are invalid": .memberBadURLs,
+        "etcdserver: member not found": .memberNotFound,
+        "etcdserver: can only promote a learner member": .memberNotLearner,
+        "etcdserver: can only promote a learner member which is in sync with leader": .learnerNotReady,
+        "etcdserver: too many learner members in cluster": .tooManyLearners,
+        "etcdserver: request is too large": .requestTooLarge,
+        "etcdserver: too many requests": .tooManyRequests,
+        "etcdserver: root user does not exist": .rootUserNotExist,
+        "etcdserver: root user does not have root role": .rootRoleNotExist,
+        "etcdserver: user name already exists": .userAlreadyExist,
+        "etcdserver: user name is empty": .userEmpty,
+        "etcdserver: user name not found": .userNotFound,
+        "etcdserver: role name already exists": .roleAlreadyExist,
+        "etcdserver: role name not found": .roleNotFound,
+        "etcdserver: role name is empty": .roleEmpty,
+        "etcdserver: authentication failed, invalid user ID or password": .authFailed,
+        "etcdserver: permission denied": .permissionDenied,
+        "etcdserver: role is not granted to the user": .roleNotGranted,
+        "etcdserver: permission is not granted to the role": .permissionNotGranted,
+        "etcdserver: authentication is not enabled": .authNotEnabled,
+        "etcdserver: invalid auth token": .invalidAuthToken,
+        "etcdserver: invalid auth management": .invalidAuthManagement,
+        "etcdserver: revision of auth store is old": .authOldRevision,
+        "etcdserver: no leader": .noLeader,
+        "etcdserver: not leader": .notLeader,
+        "etcdserver: leader changed": .leaderChanged,
+        "etcdserver: not capable": .notCapable,
+        "etcdserver: server stopped": .stopped,
+        "etcdserver: request timed out": .timeout,
+        "etcdserver: request timed out, possibly due to previous leader failure": .timeoutDueToLeaderFail,
+        "etcdserver: request timed out, possibly due to connection lost": .timeoutDueToConnectionLost,
+        "etcdserver: request timed out, waiting for the applied index took too long": .timeoutWaitAppliedIndex,
+        "etcdserver: unhealthy cluster": .unhealthy,
+        "etcdserver: corrupt cluster": .corrupt,
+        "etcdserver: rpc not supported for learner": .notSupportedForLearner,
+        "etcdserver: bad leader transferee": .badLeaderTransferee,
+        "etcdserver: cluster version not found during downgrade": .clusterVersionUnavailable,
+        "etcdserver: wrong downgrade target version": .wrongDowngradeVersion,
+        "etcdserver: invalid downgrade target version": .invalidDowngradeTargetVersion,
+        "etcdserver: cluster has a downgrade job in progress": .downgradeInProcess,
+        "etcdserver: no inflight downgrade job": .noInflightDowngrade,
+    ]
+
+    /// Maps an error thrown by a gRPC call to an ``EtcdClientError`` (cancellation passes through).
+    static func from(_ error: any Error, endpoint: String?, file: String = #fileID, line: Int = #line) -> any Error {
+        if let error = error as? EtcdClientError { return error }
+        if error is CancellationError { return error }
+        guard let rpc = error as? RPCError else {
+            if let runtime = error as? RuntimeError {
+                return EtcdClientError(
+                    code: runtime.code == .clientIsStopped ? .unavailable : .internalError,
+                    message: runtime.message,
+                    cause: runtime,
+                    endpoint: endpoint,
+                    file: file,
+                    line: line
+                )
+            }
+            return EtcdClientError(
+                code: .unknown,
+                message: "\(error)",
+                cause: error,
+                endpoint: endpoint,
+                file: file,
+                line: line
+            )
+        }
+        return Self.from(rpc, endpoint: endpoint, file: file, line: line)
+    }
+
+    static func from(_ rpc: RPCError, endpoint: String?, file: String = #fileID, line: Int = #line) -> Self {
+        if let code = Self.serverMessages[rpc.message] {
+            return EtcdClientError(code: code, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
+        }
+        let code: Code
+        var message = rpc.message
+        switch rpc.code {
+        case .unavailable:
+            code = .unavailable
+            message = "endpoint \(endpoint ?? "?") is unavailable: \(rpc.message)"
+        case .deadlineExceeded:
+            code = .deadlineExceeded
+            message = "deadline exceeded: \(rpc.message)"
+        case .cancelled:
+            code = .cancelled
+        case .invalidArgument, .outOfRange, .failedPrecondition:
+            code = .invalidArgument
+        case .unimplemented:
+            code = .notSupported
+            message = "the server does not implement this call: \(rpc.message)"
+        case .resourceExhausted:
+            // grpc-swift reports an oversized inbound message as resourceExhausted.
+            code = rpc.message.contains("maximum payload size") ? .responseTooLarge : .tooManyRequests
+        case .permissionDenied:
+            code = .permissionDenied
+        case .unauthenticated:
+            code = .invalidAuthToken
+        case .internalError, .dataLoss:
+            code = .internalError
+        default:
+            code = .unknown
+        }
+        return EtcdClientError(code: code, message: message, cause: rpc, endpoint: endpoint, file: file, line: line)
+    }
+}

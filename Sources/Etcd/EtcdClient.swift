@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: Apache-2.0
+package import EtcdAPI
+import GRPCCore
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// A client for an etcd v3 cluster, shared by a whole process.
+///
+/// Create it with a ``Configuration``, run ``run()`` in a task (or in a ServiceLifecycle
+/// `ServiceGroup`), and call it from anywhere: it is `Sendable`. Every connection it opens lives in
+/// `run()`; ``shutdown()`` or cancelling that task closes them.
+///
+/// ```swift
+/// let client = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:2379"]))
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await client.run() }
+///     try await client.put("config/feature", value: "on")
+///     print(try await client.get("config/", options: .prefix).kvs)
+///     client.shutdown()
+/// }
+/// ```
+///
+/// Calls made before `run()` starts wait up to the dial timeout for it. Requests are spread over the
+/// endpoints round-robin; an endpoint that fails is left for a while and retried later. Reads retry on
+/// another endpoint after a transport failure; writes retry only when they provably never reached a
+/// server, so nothing is applied twice.
+public final class EtcdClient: Sendable {
+    /// The configuration the client was created with.
+    public let configuration: Configuration
+    let logger: Logger
+    let connections: [EndpointConnection]
+    private let nextConnection = Atomic<Int>(0)
+    private let lifecycle = Mutex(Lifecycle.idle)
+    private let authToken = Mutex<String?>(nil)
+
+    private enum Lifecycle {
+        case idle
+        case running
+        case shutDown
+    }
+
+    /// Creates a client. Nothing is connected until ``run()``.
+    ///
+    /// - Throws: ``EtcdClientError`` with code `invalidConfiguration` for an empty endpoint list, a
+    ///   malformed endpoint (the message names it), or inconsistent TLS settings.
+    public init(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "swift-etcd", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws(EtcdClientError) {
+        if configuration.endpoints.isEmpty {
+            throw EtcdClientError(code: .invalidConfiguration, message: "no endpoints given; add at least one host:port")
+        }
+        if configuration.maxCallSendMessageSize <= 0 || configuration.maxCallReceiveMessageSize <= 0 {
+            throw EtcdClientError(code: .invalidConfiguration, message: "message size limits must be positive")
+        }
+        var seen = Set<EtcdEndpoint>()
+        var connections: [EndpointConnection] = []
+        for text in configuration.endpoints {
+            let endpoint = try EtcdEndpoint.parse(text, tlsByDefault: configuration.tls != nil)
+            guard seen.insert(endpoint).inserted else { continue }
+            connections.append(try EndpointConnection(endpoint: endpoint, configuration: configuration))
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.connections = connections
+    }
+
+    /// Runs the client's connections until ``shutdown()``, graceful shutdown of the service group, or cancellation.
+    ///
+    /// Call it once. Calls in flight when shutdown begins are allowed to finish.
+    public func run() async throws {
+        let start = self.lifecycle.withLock { state -> Bool in
+            guard case .idle = state else { return false }
+            state = .running
+            return true
+        }
+        guard start else {
+            throw EtcdClientError(code: .invalidArgument, message: "EtcdClient.run() was called twice; call it once")
+        }
+        self.logger.debug("etcd client starting", metadata: ["etcd_endpoints": "\(self.connections.map(\.endpoint))"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                for connection in self.connections {
+                    group.addTask { try await connection.grpc.runConnections() }
+                }
+            }
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+        self.lifecycle.withLock { $0 = .shutDown }
+        self.logger.debug("etcd client stopped")
+    }
+
+    /// Begins a graceful shutdown: new calls fail with `unavailable`, calls in flight finish, then ``run()`` returns.
+    public func shutdown() {
+        self.lifecycle.withLock { $0 = .shutDown }
+        for connection in self.connections {
+            connection.grpc.beginGracefulShutdown()
+        }
+    }
+
+    /// The endpoints the client uses, as URLs (`http://127.0.0.1:2379`).
+    public var endpoints: [String] { self.connections.map(\.endpoint.description) }
+}
+
+extension EtcdClient: Service {}
+
+/// Creates an ``EtcdClient``, runs it for the duration of `body`, and shuts it down afterwards.
+///
+/// ```swift
+/// try await withEtcdClient(.init(endpoints: ["127.0.0.1:2379"])) { client in
+///     try await client.put("k", value: "v")
+/// }
+/// ```
+public func withEtcdClient<Result: Sendable>(
+    _ configuration: EtcdClient.Configuration,
+    logger: Logger = Logger(label: "swift-etcd", factory: { _ in SwiftLogNoOpLogHandler() }),
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (EtcdClient) async throws -> sending Result
+) async throws -> sending Result {
+    let client = try EtcdClient(configuration: configuration, logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+        group.addTask { try await client.run() }
+        do {
+            let result = try await body(client)
+            client.shutdown()
+            try await group.waitForAll()
+            return result
+        } catch {
+            client.shutdown()
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+// MARK: - Calls
+
+extension EtcdClient {
+    /// How a call may be retried.
+    enum Retry {
+        /// Safe to repeat: retried on transport failures and etcd's transient errors.
+        case idempotent
+        /// Changes state: retried only when it provably never reached a server.
+        case mutation
+    }
+
+    /// Runs one RPC against a healthy endpoint (or `pinned`), with retries, auth and deadline handling.
+    func call<Result: Sendable>(
+        _ method: String,
+        retry: Retry,
+        pinned: EndpointConnection? = nil,
+        minimumVersion: (EtcdServerVersion, String)? = nil,
+        _ body: (EndpointConnection, CallOptions, Metadata) async throws -> Result
+    ) async throws -> Result {
+        try await self.waitUntilRunning()
+        let deadline = EtcdCallDeadline.current
+        // Without a caller deadline, transport failures are retried for the dial timeout.
+        let retryUntil = deadline ?? (.now + self.configuration.dialTimeout)
+        var attempt = 0
+        var reauthenticated = false
+        var lastError: EtcdClientError?
+        while true {
+            try Task.checkCancellation()
+            let connection = pinned ?? self.pickConnection()
+            var options = CallOptions.defaults
+            options.maxResponseMessageBytes = self.configuration.maxCallReceiveMessageSize
+            options.waitForReady = false
+            if let deadline {
+                let remaining = deadline - .now
+                if remaining <= .zero {
+                    throw EtcdClientError(
+                        code: .deadlineExceeded,
+                        message: "\(method): deadline exceeded" + (lastError.map { " after: \($0.message)" } ?? ""),
+                        cause: lastError,
+                        endpoint: connection.endpoint.description
+                    )
+                }
+                options.timeout = remaining
+            }
+            let flag = StreamOpenedFlag()
+            do {
+                var metadata: Metadata = [:]
+                if let token = try await self.currentToken(method: method) {
+                    metadata.addString(token, forKey: "token")
+                }
+                if minimumVersion != nil || self.configuration.rejectOldCluster {
+                    let version = try await self.serverVersion(of: connection, options: options, metadata: metadata)
+                    if let (minimum, feature) = minimumVersion, version < minimum {
+                        throw EtcdClientError(
+                            code: .notSupported,
+                            message: """
+                                \(feature) needs etcd \(minimum.major).\(minimum.minor) or newer; \(connection.endpoint) \
+                                runs \(version)
+                                """,
+                            endpoint: connection.endpoint.description
+                        )
+                    }
+                }
+                let result = try await StreamOpenedFlag.$current.withValue(flag) {
+                    try await body(connection, options, metadata)
+                }
+                connection.markHealthy()
+                return result
+            } catch {
+                let mapped = EtcdClientError.from(error, endpoint: connection.endpoint.description)
+                guard var etcdError = mapped as? EtcdClientError else { throw mapped }
+                if etcdError.code == .responseTooLarge {
+                    etcdError.message = """
+                        the response of \(method) from \(connection.endpoint) is larger than the client's receive \
+                        limit of \(self.configuration.maxCallReceiveMessageSize) bytes \
+                        (Configuration.maxCallReceiveMessageSize); raise the limit, or read the range in pages \
+                        with .paged(pageSize:)
+                        """
+                    throw etcdError
+                }
+                if (etcdError.code == .invalidAuthToken || etcdError.code == .authOldRevision),
+                    self.configuration.authentication != nil, !reauthenticated
+                {
+                    // The token expired, or the member restarted and forgot it: authenticate once more.
+                    reauthenticated = true
+                    self.authToken.withLock { $0 = nil }
+                    self.logger.debug("etcd token rejected; authenticating again", metadata: ["etcd_method": "\(method)"])
+                    continue
+                }
+                if case .shutDown = self.lifecycle.withLock({ $0 }) { throw etcdError }
+                let transportFailure = etcdError.code == .unavailable
+                if transportFailure { connection.markUnhealthy() }
+                let retryable: Bool
+                switch retry {
+                case .idempotent: retryable = transportFailure || etcdError.isTransientServerError
+                case .mutation: retryable = transportFailure && !flag.wasOpened
+                }
+                let backoff = self.backoff(attempt: attempt)
+                guard retryable, ContinuousClock.now + backoff < retryUntil else { throw etcdError }
+                self.logger.debug(
+                    "etcd call failed; retrying",
+                    metadata: [
+                        "etcd_method": "\(method)", "etcd_endpoint": "\(connection.endpoint)",
+                        "etcd_code": "\(etcdError.code)", "etcd_attempt": "\(attempt)",
+                    ]
+                )
+                lastError = etcdError
+                attempt += 1
+                if pinned == nil && self.connections.count > 1 && !transportFailure {
+                    // etcd's "no leader"-type answers are the member's, not the network's: try another.
+                    connection.markUnhealthy()
+                }
+                try await Task.sleep(for: backoff)
+            }
+        }
+    }
+
+    private func backoff(attempt: Int) -> Duration {
+        let retry = self.configuration.retry
+        // The first retry after a failover goes out immediately: another endpoint is likely fine.
+        if attempt == 0 && self.connections.count > 1 { return .zero }
+        let exponent = min(attempt, 16)
+        let base = min(retry.initialBackoff * (1 << exponent), retry.maxBackoff)
+        return base * Double.random(in: 0.8...1.2)
+    }
+
+    /// The next healthy endpoint round-robin; when none is healthy, the one that recovers first.
+    func pickConnection() -> EndpointConnection {
+        let count = self.connections.count
+        if count == 1 { return self.connections[0] }
+        let start = self.nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
+        let now = ContinuousClock.now
+        for offset in 0..<count {
+            let connection = self.connections[(start &+ offset) % count]
+            if connection.isHealthy(at: now) { return connection }
+        }
+        return self.connections.min { ($0.unhealthyUntil ?? now) < ($1.unhealthyUntil ?? now) }!
+    }
+
+    /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.
+    private func waitUntilRunning() async throws {
+        let deadline = min(EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
+        while true {
+            switch self.lifecycle.withLock({ $0 }) {
+            case .running: return
+            case .shutDown:
+                throw EtcdClientError(code: .unavailable, message: "the client is shut down; create a new EtcdClient")
+            case .idle:
+                if ContinuousClock.now >= deadline {
+                    throw EtcdClientError(
+                        code: .unavailable,
+                        message: "the client is not running: call run() (or use withEtcdClient) before making calls"
+                    )
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    /// The auth token to send, authenticating first when credentials are configured and no token is held.
+    private func currentToken(method: String) async throws -> String? {
+        guard let credentials = self.configuration.authentication, method != "Authenticate" else { return nil }
+        if let token = self.authToken.withLock({ $0 }) { return token }
+        var request = Etcdserverpb_AuthenticateRequest()
+        request.name = credentials.username
+        request.password = credentials.password
+        let response = try await self.call("Authenticate", retry: .idempotent) { connection, options, metadata in
+            try await connection.auth.authenticate(request, metadata: metadata, options: options)
+        }
+        self.authToken.withLock { $0 = response.token }
+        self.logger.debug("etcd authenticated", metadata: ["etcd_user": "\(credentials.username)"])
+        return response.token
+    }
+
+    /// The server version of one endpoint, asked once with Maintenance Status and cached.
+    func serverVersion(
+        of connection: EndpointConnection,
+        options: CallOptions,
+        metadata: Metadata
+    ) async throws -> EtcdServerVersion {
+        if let version = connection.knownServerVersion {
+            try self.checkNotTooOld(version, connection)
+            return version
+        }
+        let status = try await connection.maintenance.status(
+            Etcdserverpb_StatusRequest(),
+            metadata: metadata,
+            options: options
+        )
+        guard let version = EtcdServerVersion(status.version) else {
+            throw EtcdClientError(
+                code: .internalError,
+                message: "\(connection.endpoint) reported an unreadable version '\(status.version)'",
+                endpoint: connection.endpoint.description
+            )
+        }
+        connection.setServerVersion(version)
+        try self.checkNotTooOld(version, connection)
+        return version
+    }
+
+    private func checkNotTooOld(_ version: EtcdServerVersion, _ connection: EndpointConnection) throws(EtcdClientError) {
+        if self.configuration.rejectOldCluster && version < .v3_2 {
+            throw EtcdClientError(
+                code: .oldCluster,
+                message: "\(connection.endpoint) runs etcd \(version); this client is set to refuse clusters older than 3.2",
+                endpoint: connection.endpoint.description
+            )
+        }
+    }
+}

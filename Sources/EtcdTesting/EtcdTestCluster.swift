@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+public import Etcd
+import Foundation
+
+/// A real etcd cluster of 1...N members on free loopback ports, with temporary data folders, for tests.
+///
+/// Prefer ``withEtcdTestCluster(_:_:)``, which removes the processes and folders whether the body
+/// succeeds or throws:
+///
+/// ```swift
+/// try await withEtcdTestCluster(.init(members: 3)) { cluster in
+///     try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { client in ... }
+///     try await cluster.members[0].kill()
+/// }
+/// ```
+public final class EtcdTestCluster: Sendable {
+    /// How to launch a test cluster.
+    public struct Configuration: Sendable {
+        /// How many members (1...N).
+        public var members: Int
+        /// Extra etcd flags for every member, such as `["--max-txn-ops", "16"]`.
+        public var extraArguments: [String]
+        /// The etcd binary; `nil` finds one with ``EtcdBinary/locate()``.
+        public var binary: String?
+        /// How long the members may take to elect a leader and answer.
+        public var startupTimeout: Duration
+        /// Raft heartbeat and election timeouts in milliseconds; short so faults heal fast.
+        public var heartbeatInterval: Int
+        public var electionTimeout: Int
+
+        public init(members: Int = 1, extraArguments: [String] = []) {
+            self.members = members
+            self.extraArguments = extraArguments
+            self.binary = nil
+            self.startupTimeout = .seconds(30)
+            self.heartbeatInterval = 100
+            self.electionTimeout = 1000
+        }
+    }
+
+    /// The members, in the order of ``clientEndpoints``.
+    public let members: [EtcdTestMember]
+    /// The etcd binary the members run.
+    public let binary: String
+    /// The version the binary reports (`3.4.23`).
+    public let serverVersion: String
+    /// The folder holding every member's data and log; removed by ``shutdown()``.
+    public let directory: String
+    let configuration: Configuration
+
+    /// The members' client endpoints (`127.0.0.1:port`).
+    public var clientEndpoints: [String] { self.members.map(\.clientEndpoint) }
+
+    private init(members: [EtcdTestMember], binary: String, serverVersion: String, directory: String, configuration: Configuration) {
+        self.members = members
+        self.binary = binary
+        self.serverVersion = serverVersion
+        self.directory = directory
+        self.configuration = configuration
+    }
+
+    /// Launches a cluster and waits until every member answers and a leader is elected.
+    ///
+    /// - Throws: ``EtcdTestingError`` when no etcd binary is found or the cluster does not become
+    ///   healthy in time (with the members' last log lines).
+    public static func start(_ configuration: Configuration = .init()) async throws -> EtcdTestCluster {
+        precondition(configuration.members >= 1, "a cluster needs at least one member")
+        let binary = try configuration.binary ?? EtcdBinary.locate()
+        let version = try EtcdBinary.version(of: binary)
+        var lastError: any Error = EtcdTestingError("no attempt made")
+        // A free port can be taken by another process before etcd binds it; then start over with new ports.
+        for _ in 0..<3 {
+            let cluster = try Self.launch(configuration, binary: binary, version: version)
+            do {
+                try await cluster.waitUntilHealthy(timeout: configuration.startupTimeout)
+                return cluster
+            } catch {
+                lastError = error
+                let portClash = cluster.members.contains { $0.logTail(lines: 50).contains("address already in use") }
+                await cluster.shutdown()
+                if !portClash { throw error }
+            }
+        }
+        throw lastError
+    }
+
+    private static func launch(_ configuration: Configuration, binary: String, version: String) throws -> EtcdTestCluster {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("swift-etcd-test-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let ports = try FreePorts.allocate(configuration.members * 2)
+        let names = (0..<configuration.members).map { "m\($0)" }
+        let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(separator: ",")
+        let token = "swift-etcd-\(UUID().uuidString.prefix(8))"
+        let members = names.enumerated().map { index, name in
+            let clientPort = ports[index * 2]
+            let peerPort = ports[index * 2 + 1]
+            let dataDirectory = "\(directory)/\(name)"
+            let arguments = [
+                "--name", name,
+                "--data-dir", dataDirectory,
+                "--listen-client-urls", "http://127.0.0.1:\(clientPort)",
+                "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
+                "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
+                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+                "--initial-cluster", initialCluster,
+                "--initial-cluster-state", "new",
+                "--initial-cluster-token", token,
+                "--heartbeat-interval", "\(configuration.heartbeatInterval)",
+                "--election-timeout", "\(configuration.electionTimeout)",
+            ] + configuration.extraArguments
+            return EtcdTestMember(
+                name: name,
+                clientPort: clientPort,
+                peerPort: peerPort,
+                dataDirectory: dataDirectory,
+                binary: binary,
+                arguments: arguments
+            )
+        }
+        let cluster = EtcdTestCluster(
+            members: members,
+            binary: binary,
+            serverVersion: version,
+            directory: directory,
+            configuration: configuration
+        )
+        do {
+            for member in members { try member.start() }
+        } catch {
+            for member in members { if let pid = member.processID { _ = Foundation.kill(pid, SIGKILL) } }
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        return cluster
+    }
+
+    /// Waits until every running member answers a status request with a known leader and the
+    /// cluster serves a linearizable read.
+    ///
+    /// - Throws: ``EtcdTestingError`` with the members' last log lines when that does not happen in time
+    ///   or a member's process exits.
+    public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        let running = self.members.filter(\.isRunning)
+        var configuration = EtcdClient.Configuration(endpoints: running.map(\.clientEndpoint))
+        configuration.dialTimeout = .seconds(1)
+        var lastProblem = "no answer yet"
+        try await withEtcdClient(configuration) { client in
+            while ContinuousClock.now < deadline {
+                if let dead = running.first(where: { !$0.isRunning }) {
+                    throw EtcdTestingError(
+                        "etcd member \(dead.name) exited while starting; its last output:\n\(dead.logTail())"
+                    )
+                }
+                do {
+                    try await withEtcdTimeout(.seconds(2)) {
+                        for member in running {
+                            let status = try await client.status(endpoint: member.clientEndpoint)
+                            if status.leader == 0 {
+                                throw EtcdTestingError("member \(member.name) has no leader yet")
+                            }
+                        }
+                        _ = try await client.get("swift-etcd-health-check")
+                    }
+                    return
+                } catch {
+                    lastProblem = "\(error)"
+                }
+                // Nothing announces readiness: ask again shortly.
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let logs = running.map { "--- \($0.name):\n\($0.logTail())" }.joined(separator: "\n")
+            throw EtcdTestingError("the etcd cluster was not healthy within \(timeout) (\(lastProblem))\n\(logs)")
+        }
+    }
+
+    /// The index in ``members`` of the current leader, asked of the running members.
+    public func leaderIndex(timeout: Duration = .seconds(10)) async throws -> Int {
+        let running = self.members.filter(\.isRunning)
+        var configuration = EtcdClient.Configuration(endpoints: running.map(\.clientEndpoint))
+        configuration.dialTimeout = .seconds(1)
+        return try await withEtcdClient(configuration) { client in
+            try await withEtcdTimeout(timeout) {
+                for member in running {
+                    guard let status = try? await client.status(endpoint: member.clientEndpoint), status.leader != 0 else {
+                        continue
+                    }
+                    if status.header.memberID == status.leader, let index = self.members.firstIndex(where: { $0 === member }) {
+                        return index
+                    }
+                }
+                throw EtcdTestingError("no running member reports itself as the leader")
+            }
+        }
+    }
+
+    /// Kills every member and removes the cluster's folder. Safe to call more than once.
+    public func shutdown() async {
+        for member in self.members {
+            try? await member.kill()
+        }
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+}
+
+/// Launches an ``EtcdTestCluster``, runs `body` with it, and removes it afterwards, also when `body` throws.
+public func withEtcdTestCluster<Result: Sendable>(
+    _ configuration: EtcdTestCluster.Configuration = .init(),
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (EtcdTestCluster) async throws -> Result
+) async throws -> Result {
+    let cluster = try await EtcdTestCluster.start(configuration)
+    do {
+        let result = try await body(cluster)
+        await cluster.shutdown()
+        return result
+    } catch {
+        await cluster.shutdown()
+        throw error
+    }
+}
