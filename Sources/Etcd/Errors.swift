@@ -291,6 +291,11 @@ extension EtcdClientError {
         if let code = Self.serverMessages[rpc.message] {
             return EtcdClientError(code: code, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
         }
+        // grpc-swift reports an inbound message over the limit as resourceExhausted, or wrapped in an
+        // internal "Failed to decode message" error.
+        if rpc.message.contains("exceeded the configured maximum payload size") {
+            return EtcdClientError(code: .responseTooLarge, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
+        }
         let code: Code
         var message = rpc.message
         switch rpc.code {
@@ -308,8 +313,7 @@ extension EtcdClientError {
             code = .notSupported
             message = "the server does not implement this call: \(rpc.message)"
         case .resourceExhausted:
-            // grpc-swift reports an oversized inbound message as resourceExhausted.
-            code = rpc.message.contains("maximum payload size") ? .responseTooLarge : .tooManyRequests
+            code = .tooManyRequests
         case .permissionDenied:
             code = .permissionDenied
         case .unauthenticated:

@@ -37,7 +37,8 @@ public final class EtcdClient: Sendable {
     private enum Lifecycle {
         case idle
         case running
-        case shutDown
+        /// `ran`: whether `run()` was called before the shutdown.
+        case shutDown(ran: Bool)
     }
 
     /// Creates a client. Nothing is connected until ``run()``.
@@ -70,12 +71,24 @@ public final class EtcdClient: Sendable {
     ///
     /// Call it once. Calls in flight when shutdown begins are allowed to finish.
     public func run() async throws {
-        let start = self.lifecycle.withLock { state -> Bool in
-            guard case .idle = state else { return false }
-            state = .running
-            return true
+        enum Start { case run, alreadyShutDown, twice }
+        let start = self.lifecycle.withLock { state -> Start in
+            switch state {
+            case .idle:
+                state = .running
+                return .run
+            case .shutDown(ran: false):
+                // shutdown() came first (the body of withEtcdClient may finish before run() starts).
+                state = .shutDown(ran: true)
+                return .alreadyShutDown
+            case .running, .shutDown(ran: true):
+                return .twice
+            }
         }
-        guard start else {
+        switch start {
+        case .run: break
+        case .alreadyShutDown: return
+        case .twice:
             throw EtcdClientError(code: .invalidArgument, message: "EtcdClient.run() was called twice; call it once")
         }
         self.logger.debug("etcd client starting", metadata: ["etcd_endpoints": "\(self.connections.map(\.endpoint))"])
@@ -88,13 +101,19 @@ public final class EtcdClient: Sendable {
         } onGracefulShutdown: {
             self.shutdown()
         }
-        self.lifecycle.withLock { $0 = .shutDown }
+        self.lifecycle.withLock { $0 = .shutDown(ran: true) }
         self.logger.debug("etcd client stopped")
     }
 
     /// Begins a graceful shutdown: new calls fail with `unavailable`, calls in flight finish, then ``run()`` returns.
     public func shutdown() {
-        self.lifecycle.withLock { $0 = .shutDown }
+        self.lifecycle.withLock { state in
+            switch state {
+            case .idle: state = .shutDown(ran: false)
+            case .running: state = .shutDown(ran: true)
+            case .shutDown: break
+            }
+        }
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
         }
@@ -165,6 +184,9 @@ extension EtcdClient {
             try Task.checkCancellation()
             let connection = pinned ?? self.pickConnection()
             var options = CallOptions.defaults
+            // grpc-swift-nio-transport sizes its inbound message decoder from maxRequestMessageBytes
+            // (default 4 MiB), so that is the receive limit; the send limit is checked by checkSendSize.
+            options.maxRequestMessageBytes = self.configuration.maxCallReceiveMessageSize
             options.maxResponseMessageBytes = self.configuration.maxCallReceiveMessageSize
             options.waitForReady = false
             if let deadline {
@@ -232,8 +254,18 @@ extension EtcdClient {
                 case .idempotent: retryable = transportFailure || etcdError.isTransientServerError
                 case .mutation: retryable = transportFailure && !flag.wasOpened
                 }
+                guard retryable else { throw etcdError }
                 let backoff = self.backoff(attempt: attempt)
-                guard retryable, ContinuousClock.now + backoff < retryUntil else { throw etcdError }
+                if ContinuousClock.now + backoff >= retryUntil {
+                    // Out of time: the caller's deadline, or without one the dial timeout.
+                    guard deadline != nil else { throw etcdError }
+                    throw EtcdClientError(
+                        code: .deadlineExceeded,
+                        message: "\(method): deadline exceeded; last error: \(etcdError.message)",
+                        cause: etcdError,
+                        endpoint: connection.endpoint.description
+                    )
+                }
                 self.logger.debug(
                     "etcd call failed; retrying",
                     metadata: [

@@ -64,6 +64,7 @@ final class EndpointConnection: Sendable {
                 multiplier: 1.6,
                 jitter: 0.2
             )
+            config.channelDebuggingCallbacks.onCreateTCPConnection = PingAnsweringHandler.install(on:)
             if let serverName = configuration.tls?.serverName, endpoint.useTLS {
                 config.http2.authority = serverName
             }

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import EtcdTesting
+import Testing
+
+@Suite("Connections and lifecycle", .timeLimit(.minutes(2)))
+struct ConnectionTests {
+    @Test("a busy client keeps its connection: etcd's flood of PINGs does not close it")
+    func busyConnectionSurvivesServerPings() async throws {
+        // etcd (gRPC-Go) sends a PING whenever data arrives; without PingAnsweringHandler the
+        // connection closed after ~200 of them and puts in flight failed with "Stream unexpectedly closed".
+        try await withEtcd { _, client in
+            let value = [UInt8](repeating: 0x62, count: 1024)
+            for i in 0..<100 { try await client.put("big/\(1000 + i)", value: value) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for i in 0..<600 { try await client.put("w/\(i)", value: "v") }
+                }
+                group.addTask {
+                    for _ in 0..<15 {
+                        let response = try await client.get("big/", options: .prefix)
+                        #expect(response.kvs.count == 100)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await client.get("w/", options: [.prefix, .countOnly]).count == 600)
+        }
+    }
+
+    @Test("shutdown before run lets run return at once; a second run is refused")
+    func lifecycle() async throws {
+        let early = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]))
+        early.shutdown()
+        try await early.run()  // returns immediately
+        let error = await etcdErrorCode { try await early.run() }
+        #expect(error?.code == .invalidArgument)
+        let afterShutdown = await etcdErrorCode { _ = try await early.get("k") }
+        #expect(afterShutdown?.code == .unavailable)
+    }
+
+    @Test("a call to an endpoint where nothing listens ends with unavailable after the dial timeout, not a hang")
+    func unreachableEndpoint() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .seconds(1)
+        let start = ContinuousClock.now
+        let error = await etcdErrorCode {
+            try await withEtcdClient(configuration) { client in _ = try await client.get("k") }
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("127.0.0.1:1") == true)
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("a call with a deadline to an unreachable endpoint ends with deadlineExceeded by its deadline")
+    func deadline() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .seconds(30)
+        let error = await etcdErrorCode {
+            try await withEtcdClient(configuration) { client in
+                try await withEtcdTimeout(.milliseconds(500)) { _ = try await client.get("k") }
+            }
+        }
+        #expect(error?.code == .deadlineExceeded)
+    }
+
+    @Test("a mutation to a dead endpoint that never reached it fails over to a live one")
+    func mutationFailover() async throws {
+        try await withEtcdTestCluster { cluster in
+            // The first endpoint has nothing listening: the put provably never reached a server.
+            let configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"] + cluster.clientEndpoints)
+            try await withEtcdClient(configuration) { client in
+                for i in 0..<4 {
+                    try await withEtcdTimeout(.seconds(5)) { try await client.put("k\(i)", value: "v") }
+                }
+                #expect(try await client.get("k", options: [.prefix, .countOnly]).count == 4)
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import EtcdTesting
+import Testing
+
+/// Launches a real etcd cluster, runs a client against all its members, and removes both afterwards.
+func withEtcd<Result: Sendable>(
+    members: Int = 1,
+    arguments: [String] = [],
+    configure: (inout EtcdClient.Configuration) -> Void = { _ in },
+    _ body: (EtcdTestCluster, EtcdClient) async throws -> Result
+) async throws -> Result {
+    try await withEtcdTestCluster(.init(members: members, extraArguments: arguments)) { cluster in
+        var configuration = EtcdClient.Configuration(endpoints: cluster.clientEndpoints)
+        configure(&configuration)
+        return try await withEtcdClient(configuration) { client in
+            try await body(cluster, client)
+        }
+    }
+}
+
+/// The code of an ``EtcdClientError`` thrown by `body`, or `nil` if it succeeded or threw something else.
+func etcdErrorCode(_ body: () async throws -> Void) async -> EtcdClientError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as EtcdClientError {
+        return error
+    } catch {
+        Issue.record("expected an EtcdClientError, got \(error)")
+        return nil
+    }
+}
