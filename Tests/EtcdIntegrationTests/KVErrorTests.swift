@@ -48,7 +48,8 @@ struct KVErrorTests {
     func duplicateKey() async throws {
         try await withEtcd { _, client in
             let error = await etcdErrorCode {
-                _ = try await client.txn(if: [], then: [.put("dup", value: "1"), .put("other", value: "x"), .put("dup", value: "2")])
+                _ = try await client.txn(
+                    if: [], then: [.put("dup", value: "1"), .put("other", value: "x"), .put("dup", value: "2")])
             }
             #expect(error?.code == .duplicateKey)
             #expect(error?.message == "etcdserver: duplicate key given in txn request")
@@ -77,7 +78,12 @@ struct KVErrorTests {
             #expect(error?.code == .requestTooLarge)
             #expect(error?.message.contains("send limit of 2048 bytes") == true)
             let txn = await etcdErrorCode {
-                _ = try await client.txn(if: [], then: [.put("a", value: [UInt8](repeating: 1, count: 1500)), .put("b", value: [UInt8](repeating: 1, count: 1500))])
+                _ = try await client.txn(
+                    if: [],
+                    then: [
+                        .put("a", value: [UInt8](repeating: 1, count: 1500)),
+                        .put("b", value: [UInt8](repeating: 1, count: 1500)),
+                    ])
             }
             #expect(txn?.code == .requestTooLarge)
             let remaining = try await client.get("", options: .prefix).count

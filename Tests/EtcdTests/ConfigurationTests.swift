@@ -21,8 +21,10 @@ struct ConfigurationTests {
 
     @Test(
         "malformed endpoints are refused with a message naming them",
-        arguments: ["", "127.0.0.1", "ftp://127.0.0.1:2379", "127.0.0.1:0", "127.0.0.1:70000", "host:port",
-            "http://:2379", "::1:2379", "http://h:1/path", "bad host:2379", "unix:///tmp/etcd.sock"]
+        arguments: [
+            "", "127.0.0.1", "ftp://127.0.0.1:2379", "127.0.0.1:0", "127.0.0.1:70000", "host:port",
+            "http://:2379", "::1:2379", "http://h:1/path", "bad host:2379", "unix:///tmp/etcd.sock",
+        ]
     )
     func malformedEndpoints(endpoint: String) {
         do {

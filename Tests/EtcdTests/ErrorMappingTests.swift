@@ -6,19 +6,21 @@ import Testing
 
 @Suite("Error mapping")
 struct ErrorMappingTests {
-    @Test("etcd's server messages map to their codes", arguments: [
-        ("etcdserver: key is not provided", RPCError.Code.invalidArgument, EtcdClientError.Code.emptyKey),
-        ("etcdserver: mvcc: required revision has been compacted", .outOfRange, .compacted),
-        ("etcdserver: mvcc: required revision is a future revision", .outOfRange, .futureRevision),
-        ("etcdserver: too many operations in txn request", .invalidArgument, .tooManyOps),
-        ("etcdserver: duplicate key given in txn request", .invalidArgument, .duplicateKey),
-        ("etcdserver: request is too large", .invalidArgument, .requestTooLarge),
-        ("etcdserver: permission denied", .permissionDenied, .permissionDenied),
-        ("etcdserver: invalid auth token", .unauthenticated, .invalidAuthToken),
-        ("etcdserver: no leader", .unavailable, .noLeader),
-        ("etcdserver: requested lease not found", .notFound, .leaseNotFound),
-        ("etcdserver: authentication failed, invalid user ID or password", .invalidArgument, .authFailed),
-    ])
+    @Test(
+        "etcd's server messages map to their codes",
+        arguments: [
+            ("etcdserver: key is not provided", RPCError.Code.invalidArgument, EtcdClientError.Code.emptyKey),
+            ("etcdserver: mvcc: required revision has been compacted", .outOfRange, .compacted),
+            ("etcdserver: mvcc: required revision is a future revision", .outOfRange, .futureRevision),
+            ("etcdserver: too many operations in txn request", .invalidArgument, .tooManyOps),
+            ("etcdserver: duplicate key given in txn request", .invalidArgument, .duplicateKey),
+            ("etcdserver: request is too large", .invalidArgument, .requestTooLarge),
+            ("etcdserver: permission denied", .permissionDenied, .permissionDenied),
+            ("etcdserver: invalid auth token", .unauthenticated, .invalidAuthToken),
+            ("etcdserver: no leader", .unavailable, .noLeader),
+            ("etcdserver: requested lease not found", .notFound, .leaseNotFound),
+            ("etcdserver: authentication failed, invalid user ID or password", .invalidArgument, .authFailed),
+        ])
     func serverMessages(message: String, rpcCode: RPCError.Code, expected: EtcdClientError.Code) {
         let error = EtcdClientError.from(RPCError(code: rpcCode, message: message), endpoint: "http://e:1")
         #expect(error.code == expected)
@@ -28,10 +30,16 @@ struct ErrorMappingTests {
 
     @Test("transport errors map by gRPC code")
     func transport() {
-        #expect(EtcdClientError.from(RPCError(code: .unavailable, message: "connection refused"), endpoint: "http://e:1").code == .unavailable)
-        #expect(EtcdClientError.from(RPCError(code: .deadlineExceeded, message: "x"), endpoint: nil).code == .deadlineExceeded)
+        #expect(
+            EtcdClientError.from(RPCError(code: .unavailable, message: "connection refused"), endpoint: "http://e:1")
+                .code == .unavailable)
+        #expect(
+            EtcdClientError.from(RPCError(code: .deadlineExceeded, message: "x"), endpoint: nil).code
+                == .deadlineExceeded)
         #expect(EtcdClientError.from(RPCError(code: .unimplemented, message: "x"), endpoint: nil).code == .notSupported)
-        let tooBig = RPCError(code: .resourceExhausted, message: "Message has exceeded the configured maximum payload size (max: 10, actual: 20)")
+        let tooBig = RPCError(
+            code: .resourceExhausted,
+            message: "Message has exceeded the configured maximum payload size (max: 10, actual: 20)")
         #expect(EtcdClientError.from(tooBig, endpoint: nil).code == .responseTooLarge)
     }
 

@@ -57,10 +57,12 @@ struct RequestBuildingTests {
         #expect(r.minCreateRevision == 1 && r.maxCreateRevision == 8)
     }
 
-    @Test("sort targets map to etcd's", arguments: [
-        (EtcdSortTarget.key, Etcdserverpb_RangeRequest.SortTarget.key),
-        (.version, .version), (.createRevision, .create), (.modRevision, .mod), (.value, .value),
-    ])
+    @Test(
+        "sort targets map to etcd's",
+        arguments: [
+            (EtcdSortTarget.key, Etcdserverpb_RangeRequest.SortTarget.key),
+            (.version, .version), (.createRevision, .create), (.modRevision, .mod), (.value, .value),
+        ])
     func sortTargets(target: EtcdSortTarget, expected: Etcdserverpb_RangeRequest.SortTarget) throws {
         let r = try EtcdRequests.range(key: bytes("k"), options: [.prefix, .sort(by: target, order: .descending)])
         #expect(r.sortTarget == expected)
@@ -76,7 +78,8 @@ struct RequestBuildingTests {
     @Test("first/last helpers are prefix + sort + limit 1")
     func topHelpers() throws {
         let last = try EtcdRequests.range(key: bytes("k"), options: .lastCreate)
-        #expect(last.rangeEnd == bytes("l") && last.limit == 1 && last.sortTarget == .create && last.sortOrder == .descend)
+        #expect(
+            last.rangeEnd == bytes("l") && last.limit == 1 && last.sortTarget == .create && last.sortOrder == .descend)
         let first = try EtcdRequests.range(key: bytes("k"), options: .firstRevision)
         #expect(first.sortTarget == .mod && first.sortOrder == .ascend && first.limit == 1)
     }
@@ -97,21 +100,36 @@ struct RequestBuildingTests {
         #expect(code { _ = try EtcdRequests.put(key: Data(), value: Data(), options: []) } == .emptyKey)
         #expect(code { _ = try EtcdRequests.deleteRange(key: Data(), options: []) } == .emptyKey)
         #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: [.prefix, .fromKey]) } == .invalidArgument)
-        #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: .sort(by: .value, order: .ascending)) } == .invalidArgument)
+        #expect(
+            code { _ = try EtcdRequests.range(key: bytes("k"), options: .sort(by: .value, order: .ascending)) }
+                == .invalidArgument)
         #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: .range(end: "a")) } == .invalidArgument)
         #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: .limit(-1)) } == .invalidArgument)
         #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: .revision(-1)) } == .invalidArgument)
         #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: .paged(pageSize: 10)) } == .invalidArgument)
-        #expect(code { _ = try EtcdRequests.range(key: bytes("k"), options: [.prefix, .paged(pageSize: 0)]) } == .invalidArgument)
         #expect(
-            code { _ = try EtcdRequests.range(key: bytes("k"), options: [.prefix, .paged(pageSize: 5), .sort(by: .value, order: .descending)]) }
+            code { _ = try EtcdRequests.range(key: bytes("k"), options: [.prefix, .paged(pageSize: 0)]) }
+                == .invalidArgument)
+        #expect(
+            code {
+                _ = try EtcdRequests.range(
+                    key: bytes("k"), options: [.prefix, .paged(pageSize: 5), .sort(by: .value, order: .descending)])
+            }
                 == .invalidArgument
         )
-        #expect(code { _ = try EtcdRequests.put(key: bytes("k"), value: bytes("v"), options: .ignoreValue) } == .valueProvided)
-        #expect(code { _ = try EtcdRequests.put(key: bytes("k"), value: bytes("v"), options: [.ignoreLease, .lease(5)]) } == .leaseProvided)
-        #expect(code { _ = try EtcdRequests.deleteRange(key: bytes("k"), options: [.prefix, .range(end: "z")]) } == .invalidArgument)
+        #expect(
+            code { _ = try EtcdRequests.put(key: bytes("k"), value: bytes("v"), options: .ignoreValue) }
+                == .valueProvided)
+        #expect(
+            code { _ = try EtcdRequests.put(key: bytes("k"), value: bytes("v"), options: [.ignoreLease, .lease(5)]) }
+                == .leaseProvided)
+        #expect(
+            code { _ = try EtcdRequests.deleteRange(key: bytes("k"), options: [.prefix, .range(end: "z")]) }
+                == .invalidArgument)
         #expect(code { _ = try EtcdRequests.compaction(revision: 0, physical: false) } == .invalidArgument)
-        #expect(code { _ = try EtcdOp.get("k", options: [.prefix, .paged(pageSize: 2)]).makeRequestOp() } == .invalidArgument)
+        #expect(
+            code { _ = try EtcdOp.get("k", options: [.prefix, .paged(pageSize: 2)]).makeRequestOp() }
+                == .invalidArgument)
         #expect(code { _ = try EtcdRequests.txn(compares: [.version("") > 0], then: [], else: []) } == .emptyKey)
     }
 

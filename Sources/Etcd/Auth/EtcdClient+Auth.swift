@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-package import EtcdAPI
+internal import EtcdAPI
 
 extension EtcdClient {
     /// Whether authentication is enabled, and the auth store's revision (etcd 3.5 and newer).

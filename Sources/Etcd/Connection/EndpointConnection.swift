@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-package import EtcdAPI
+internal import EtcdAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization

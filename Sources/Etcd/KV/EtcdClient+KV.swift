@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-package import EtcdAPI
+internal import EtcdAPI
+import FoundationEssentials
 import GRPCCore
-public import FoundationEssentials
 import SwiftProtobuf
 
 extension EtcdClient {
@@ -127,12 +127,17 @@ extension EtcdClient {
     ///
     /// - Throws: ``EtcdClientError``: `tooManyOps` beyond the server's `--max-txn-ops`,
     ///   `duplicateKey` when a branch writes a key twice; nothing is applied in either case.
-    public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws -> EtcdTxnResponse {
+    public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
+        -> EtcdTxnResponse
+    {
         let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
         let readOnly = then.allSatisfy(\.isReadOnly) && otherwise.allSatisfy(\.isReadOnly)
-        let estimate = request.success.reduce(0) { $0 + Self.estimatedSize($1) } + request.failure.reduce(0) { $0 + Self.estimatedSize($1) }
+        let estimate =
+            request.success.reduce(0) { $0 + Self.estimatedSize($1) }
+            + request.failure.reduce(0) { $0 + Self.estimatedSize($1) }
         try self.checkSendSize(request, estimate: estimate, method: "Txn")
-        let response = try await self.call("Txn", retry: readOnly ? .idempotent : .mutation) { connection, options, metadata in
+        let response = try await self.call("Txn", retry: readOnly ? .idempotent : .mutation) {
+            connection, options, metadata in
             try await connection.kv.txn(request, metadata: metadata, options: options)
         }
         return EtcdTxnResponse(response)

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import FoundationEssentials
+import FoundationEssentials
 
 /// Which keys an operation covers besides the key itself: etcd's `range_end`.
 struct EtcdRangeSpec: Sendable, Hashable {
@@ -170,7 +170,8 @@ public struct EtcdDeleteOptions: Sendable, ExpressibleByArrayLiteral {
         for other in elements {
             if let range = other.range {
                 if let existing = self.range, existing != range {
-                    self.conflicts.append("two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
+                    self.conflicts.append(
+                        "two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
                 }
                 self.range = range
             }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 package import EtcdAPI
-public import FoundationEssentials
+import FoundationEssentials
 
 /// One KV operation, to run with ``EtcdClient/do(_:)`` or inside a transaction (Go's `Op`).
 ///
@@ -37,7 +37,8 @@ public struct EtcdOp: Sendable {
         switch self.kind {
         case .get: return true
         case .put, .delete: return false
-        case .txn(_, let then, let otherwise): return then.allSatisfy(\.isReadOnly) && otherwise.allSatisfy(\.isReadOnly)
+        case .txn(_, let then, let otherwise):
+            return then.allSatisfy(\.isReadOnly) && otherwise.allSatisfy(\.isReadOnly)
         }
     }
 
@@ -46,7 +47,8 @@ public struct EtcdOp: Sendable {
         switch self.kind {
         case .get(let key, let options):
             if options.pageSize != nil {
-                throw EtcdClientError(code: .invalidArgument, message: ".paged(pageSize:) cannot be used inside a transaction")
+                throw EtcdClientError(
+                    code: .invalidArgument, message: ".paged(pageSize:) cannot be used inside a transaction")
             }
             op.requestRange = try EtcdRequests.range(key: key, options: options)
         case .put(let key, let value, let options):
@@ -68,13 +70,17 @@ public struct EtcdCompare: Sendable {
     /// Compare the value of a key (or, with `withPrefix()`/`withRange(end:)`, of every key in a range).
     public static func value(_ key: some EtcdBytes) -> ValueTarget { ValueTarget(key: key.etcdData) }
     /// Compare the version of a key (0 when it does not exist).
-    public static func version(_ key: some EtcdBytes) -> NumberTarget { NumberTarget(key: key.etcdData, target: .version) }
+    public static func version(_ key: some EtcdBytes) -> NumberTarget {
+        NumberTarget(key: key.etcdData, target: .version)
+    }
     /// Compare the create revision of a key (0 when it does not exist).
     public static func createRevision(_ key: some EtcdBytes) -> NumberTarget {
         NumberTarget(key: key.etcdData, target: .create)
     }
     /// Compare the mod revision of a key (0 when it does not exist).
-    public static func modRevision(_ key: some EtcdBytes) -> NumberTarget { NumberTarget(key: key.etcdData, target: .mod) }
+    public static func modRevision(_ key: some EtcdBytes) -> NumberTarget {
+        NumberTarget(key: key.etcdData, target: .mod)
+    }
     /// Compare the lease a key is attached to (0 for none).
     public static func lease(_ key: some EtcdBytes) -> NumberTarget { NumberTarget(key: key.etcdData, target: .lease) }
 

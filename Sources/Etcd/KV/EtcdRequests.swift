@@ -28,7 +28,8 @@ package enum EtcdRequests {
         case .end(let end):
             if key.isEmpty { throw Self.emptyKey() }
             if end.isEmpty {
-                throw Self.invalid(".range(end:) needs a non-empty end key; use .fromKey for everything from the key on")
+                throw Self.invalid(
+                    ".range(end:) needs a non-empty end key; use .fromKey for everything from the key on")
             }
             // A range end of "\0" means "to the end of the keyspace".
             if end == Data([0]) || key.lexicographicallyPrecedes(end) { return (key, end) }
@@ -63,7 +64,9 @@ package enum EtcdRequests {
         }
         if let pageSize = options.pageSize {
             if pageSize <= 0 { throw Self.invalid(".paged(pageSize:) needs a positive page size, got \(pageSize)") }
-            if end == nil { throw Self.invalid(".paged(pageSize:) needs a range of keys: add .prefix, .fromKey or .range(end:)") }
+            if end == nil {
+                throw Self.invalid(".paged(pageSize:) needs a range of keys: add .prefix, .fromKey or .range(end:)")
+            }
             if request.sortOrder != .none {
                 throw Self.invalid(".paged(pageSize:) pages in key order; it cannot be combined with another sort")
             }
@@ -84,7 +87,9 @@ package enum EtcdRequests {
         return request
     }
 
-    package static func put(key: Data, value: Data, options: EtcdPutOptions) throws(EtcdClientError) -> Etcdserverpb_PutRequest {
+    package static func put(key: Data, value: Data, options: EtcdPutOptions) throws(EtcdClientError)
+        -> Etcdserverpb_PutRequest
+    {
         if key.isEmpty { throw Self.emptyKey() }
         var request = Etcdserverpb_PutRequest()
         request.key = key
@@ -102,7 +107,9 @@ package enum EtcdRequests {
         return request
     }
 
-    package static func deleteRange(key: Data, options: EtcdDeleteOptions) throws(EtcdClientError) -> Etcdserverpb_DeleteRangeRequest {
+    package static func deleteRange(key: Data, options: EtcdDeleteOptions) throws(EtcdClientError)
+        -> Etcdserverpb_DeleteRangeRequest
+    {
         if let conflict = options.conflicts.first { throw Self.invalid(conflict) }
         let (key, end) = try Self.applyRange(key: key, range: options.range)
         var request = Etcdserverpb_DeleteRangeRequest()
@@ -112,7 +119,9 @@ package enum EtcdRequests {
         return request
     }
 
-    package static func txn(compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp]) throws(EtcdClientError) -> Etcdserverpb_TxnRequest {
+    package static func txn(compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp]) throws(EtcdClientError)
+        -> Etcdserverpb_TxnRequest
+    {
         var request = Etcdserverpb_TxnRequest()
         if compares.contains(where: { $0.proto.key.isEmpty }) { throw Self.emptyKey() }
         request.compare = compares.map(\.proto)
@@ -121,7 +130,9 @@ package enum EtcdRequests {
         return request
     }
 
-    package static func compaction(revision: Int64, physical: Bool) throws(EtcdClientError) -> Etcdserverpb_CompactionRequest {
+    package static func compaction(revision: Int64, physical: Bool) throws(EtcdClientError)
+        -> Etcdserverpb_CompactionRequest
+    {
         if revision <= 0 { throw Self.invalid("compaction needs a positive revision, got \(revision)") }
         var request = Etcdserverpb_CompactionRequest()
         request.revision = revision

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-package import EtcdAPI
+internal import EtcdAPI
 
 extension EtcdClient {
     /// The status of one member, asked of that member directly.
@@ -10,7 +10,8 @@ extension EtcdClient {
     ///   `unavailable` when the member cannot be reached.
     public func status(endpoint: String) async throws -> EtcdStatusResponse {
         let connection = try self.connection(for: endpoint)
-        let response = try await self.call("Status", retry: .idempotent, pinned: connection) { connection, options, metadata in
+        let response = try await self.call("Status", retry: .idempotent, pinned: connection) {
+            connection, options, metadata in
             try await connection.maintenance.status(Etcdserverpb_StatusRequest(), metadata: metadata, options: options)
         }
         if let version = EtcdServerVersion(response.version) { connection.setServerVersion(version) }

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import EtcdTesting
+import Testing
+
+@Suite("Authentication", .timeLimit(.minutes(2)))
+struct AuthTests {
+    /// A cluster with auth enabled: user root (password "rootpw") and user alice ("alicepw") with
+    /// read-write access to ["foo", "zoo") only, as in the Go client's Auth example.
+    private func withAuthCluster(_ body: (EtcdTestCluster) async throws -> Void) async throws {
+        try await withEtcdTestCluster { cluster in
+            try cluster.etcdctl(["user", "add", "root:rootpw"])
+            try cluster.etcdctl(["role", "add", "r"])
+            try cluster.etcdctl(["role", "grant-permission", "r", "readwrite", "foo", "zoo"])
+            try cluster.etcdctl(["user", "add", "alice:alicepw"])
+            try cluster.etcdctl(["user", "grant-role", "alice", "r"])
+            try cluster.etcdctl(["auth", "enable"])
+            try await body(cluster)
+        }
+    }
+
+    private func configuration(
+        _ cluster: EtcdTestCluster,
+        _ user: String?,
+        _ password: String = ""
+    ) -> EtcdClient.Configuration {
+        var configuration = EtcdClient.Configuration(endpoints: cluster.clientEndpoints)
+        if let user { configuration.authentication = .init(username: user, password: password) }
+        return configuration
+    }
+
+    @Test("credentials are exchanged for a token that rides every request; permissions are the server's")
+    func tokenAndPermissions() async throws {
+        try await withAuthCluster { cluster in
+            try await withEtcdClient(configuration(cluster, "alice", "alicepw")) { client in
+                try await client.put("foo1", value: "bar")
+                #expect(try await client.get("foo1").kvs.first?.valueString == "bar")
+                let denied = await etcdErrorCode { try await client.put("zoo1", value: "bar") }
+                #expect(denied?.code == .permissionDenied)
+                #expect(denied?.message == "etcdserver: permission denied")
+            }
+        }
+    }
+
+    @Test("a wrong password is reported as authFailed, once, and never appears in the error")
+    func wrongPassword() async throws {
+        try await withAuthCluster { cluster in
+            let error = await etcdErrorCode {
+                try await withEtcdClient(configuration(cluster, "alice", "wrong-secret")) { client in
+                    _ = try await client.get("foo")
+                }
+            }
+            #expect(error?.code == .authFailed)
+            #expect(error?.message == "etcdserver: authentication failed, invalid user ID or password")
+            #expect(
+                error.map { "\($0)".contains("wrong-secret") || String(reflecting: $0).contains("wrong-secret") }
+                    == false)
+        }
+    }
+
+    @Test("without credentials, an auth-enabled cluster refuses requests with a typed error")
+    func noCredentials() async throws {
+        try await withAuthCluster { cluster in
+            let error = await etcdErrorCode {
+                try await withEtcdClient(configuration(cluster, nil)) { client in
+                    _ = try await client.put("foo", value: "x")
+                }
+            }
+            #expect(error?.code == .userEmpty)
+        }
+    }
+
+    @Test("after a restart forgets the token, the client authenticates again and carries on")
+    func reauthenticateAfterRestart() async throws {
+        try await withAuthCluster { cluster in
+            try await withEtcdClient(configuration(cluster, "root", "rootpw")) { client in
+                try await client.put("foo", value: "before")
+                // Simple tokens live in the member's memory: a restart invalidates them.
+                try await cluster.members[0].restart()
+                try await cluster.waitUntilHealthy()
+                try await withEtcdTimeout(.seconds(10)) { try await client.put("foo", value: "after") }
+                #expect(try await client.get("foo").kvs.first?.valueString == "after")
+            }
+        }
+    }
+}
