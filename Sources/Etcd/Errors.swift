@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import GRPCCore
+import NIOSSL
 
 /// An error from etcd or from the client, with a stable ``Code`` to switch on.
 ///
@@ -152,6 +153,8 @@ public struct EtcdClientError: Error, Sendable {
     public var cause: (any Error)?
     /// The endpoint the call was sent to, when known.
     public var endpoint: String?
+    /// Set for failed TLS handshakes: a configuration problem that retrying cannot fix.
+    var isTLSFailure = false
     /// Where in the client the error was raised.
     public var file: String
     public var line: Int
@@ -188,6 +191,33 @@ extension EtcdClientError: CustomStringConvertible, CustomDebugStringConvertible
 }
 
 extension EtcdClientError {
+    /// The TLS error behind a failed connection, described for people, if TLS is what failed.
+    private static func tlsFailure(in error: any Error) -> String? {
+        var current: (any Error)? = error
+        var depth = 0
+        while let error = current, depth < 8 {
+            if error is NIOSSLError || error is BoringSSLError {
+                let text = "\(error)"
+                let reasons = [
+                    ("CERTIFICATE_VERIFY_FAILED", "the server's certificate could not be verified"),
+                    ("WRONG_VERSION_NUMBER", "the server did not answer with TLS"),
+                    ("CERTIFICATE_REQUIRED", "the server requires a client certificate"),
+                    ("BAD_CERTIFICATE", "the server rejected the client certificate (or its absence)"),
+                    ("UNKNOWN_CA", "the server does not trust the client certificate's CA"),
+                    ("HANDSHAKE_FAILURE", "no common TLS parameters"),
+                ]
+                for (marker, reason) in reasons where text.contains(marker) {
+                    return "\(reason) (\(marker.lowercased()))"
+                }
+                return text
+            }
+            if error is NIOSSLExtraError { return "\(error)" }
+            current = (error as? RPCError)?.cause ?? (error as? RuntimeError)?.cause
+            depth += 1
+        }
+        return nil
+    }
+
     /// Whether the error is one of etcd's transient "try again" answers (no leader, leader changed, ...).
     var isTransientServerError: Bool {
         switch self.code.base {
@@ -303,7 +333,31 @@ extension EtcdClientError {
         switch rpc.code {
         case .unavailable:
             code = .unavailable
-            message = "endpoint \(endpoint ?? "?") is unavailable: \(rpc.message)"
+            let target = endpoint ?? "the endpoint"
+            if let tls = Self.tlsFailure(in: rpc) {
+                var error = EtcdClientError(
+                    code: .unavailable,
+                    message: """
+                        TLS handshake with \(target) failed: \(tls); check Configuration.tls (trustedCAFile, \
+                        serverName, certificateFile and keyFile), or use an http:// endpoint if the server does not \
+                        serve TLS
+                        """,
+                    cause: rpc,
+                    endpoint: endpoint,
+                    file: file,
+                    line: line
+                )
+                error.isTLSFailure = true
+                return error
+            }
+            if rpc.message.contains("closed the connection before completing the HTTP/2 connection preface") {
+                message = """
+                    \(target) closed the connection before HTTP/2 started; if it serves TLS, use an https:// \
+                    endpoint or set Configuration.tls
+                    """
+            } else {
+                message = "endpoint \(target) is unavailable: \(rpc.message)"
+            }
         case .deadlineExceeded:
             code = .deadlineExceeded
             message = "deadline exceeded: \(rpc.message)"

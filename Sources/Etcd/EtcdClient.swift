@@ -249,6 +249,10 @@ extension EtcdClient {
                     continue
                 }
                 if case .shutDown = self.lifecycle.withLock({ $0 }) { throw etcdError }
+                if etcdError.isTLSFailure {
+                    connection.markUnhealthy()
+                    throw etcdError
+                }
                 let transportFailure = etcdError.code == .unavailable
                 if transportFailure { connection.markUnhealthy() }
                 let retryable: Bool

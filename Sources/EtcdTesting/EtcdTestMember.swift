@@ -6,6 +6,8 @@ import Synchronization
 public final class EtcdTestMember: Sendable {
     /// The member's name in the cluster (`m0`, `m1`, ...).
     public let name: String
+    /// `http` or `https`.
+    public let clientScheme: String
     /// The loopback port clients connect to.
     public let clientPort: Int
     /// The loopback port peers connect to.
@@ -17,10 +19,12 @@ public final class EtcdTestMember: Sendable {
     let binary: String
     let arguments: [String]
 
-    /// `host:port` for clients.
-    public var clientEndpoint: String { "127.0.0.1:\(self.clientPort)" }
-    /// `http://host:port` for clients.
-    public var clientURL: String { "http://127.0.0.1:\(self.clientPort)" }
+    /// The endpoint for clients: `127.0.0.1:port`, or `https://127.0.0.1:port` when the member serves TLS.
+    public var clientEndpoint: String {
+        self.clientScheme == "https" ? self.clientURL : "127.0.0.1:\(self.clientPort)"
+    }
+    /// `http://127.0.0.1:port` or `https://127.0.0.1:port` for clients.
+    public var clientURL: String { "\(self.clientScheme)://127.0.0.1:\(self.clientPort)" }
     /// `http://host:port` for peers.
     public var peerURL: String { "http://127.0.0.1:\(self.peerPort)" }
 
@@ -33,8 +37,17 @@ public final class EtcdTestMember: Sendable {
     }
     private let state = Mutex(State())
 
-    init(name: String, clientPort: Int, peerPort: Int, dataDirectory: String, binary: String, arguments: [String]) {
+    init(
+        name: String,
+        clientScheme: String,
+        clientPort: Int,
+        peerPort: Int,
+        dataDirectory: String,
+        binary: String,
+        arguments: [String]
+    ) {
         self.name = name
+        self.clientScheme = clientScheme
         self.clientPort = clientPort
         self.peerPort = peerPort
         self.dataDirectory = dataDirectory
