@@ -42,6 +42,18 @@ try await withEtcdClient(.init(endpoints: endpoints)) { client in
     }
     print("tour/ holds \(count) keys")
 
+    // Watches: the closure starts once the watch exists; leaving it cancels the watch.
+    try await client.watch("tour/", options: [.prefix, .prevKV]) { responses in
+        try await client.put("tour/greeting", value: "hello, watcher")
+        for try await response in responses {
+            for event in response.events {
+                print("watch: \(event.type) \(event.kv.keyString) = \(event.kv.valueString)", terminator: "")
+                print(" (was \(event.prevKV?.valueString ?? "nothing"), revision \(event.kv.modRevision))")
+            }
+            break
+        }
+    }
+
     // Bad input gets a typed error before anything is sent.
     do {
         try await client.put("", value: "")

@@ -29,6 +29,13 @@ extension EtcdClient {
         public var rejectOldCluster: Bool
         /// Backoff between retries of calls that are safe to retry.
         public var retry: Retry
+        /// How many responses a watch buffers for a consumer that reads slower than they arrive.
+        ///
+        /// When a watch's buffer is full, that watch alone is suspended on the server; once its
+        /// consumer has read half of the buffer it is resumed from the revision after the last buffered
+        /// event. Memory stays bounded, other watches are not held up, and no event is lost (unless the
+        /// revisions are compacted meanwhile; then the watch ends with `compacted`).
+        public var watchBufferSize: Int
 
         /// Creates a configuration for the given endpoints (default: `127.0.0.1:2379`).
         public init(endpoints: [String] = ["127.0.0.1:2379"]) {
@@ -41,6 +48,7 @@ extension EtcdClient {
             self.authentication = nil
             self.rejectOldCluster = false
             self.retry = .init()
+            self.watchBufferSize = 1024
         }
 
         /// HTTP/2 keepalive: a ping after ``time`` without activity, the connection closed when no

@@ -153,6 +153,9 @@ public struct EtcdClientError: Error, Sendable {
     public var cause: (any Error)?
     /// The endpoint the call was sent to, when known.
     public var endpoint: String?
+    /// For a watch ended by compaction (`compacted`): the revision the store was compacted at.
+    /// Read the current state again and watch from its revision.
+    public var compactRevision: Int64?
     /// Set for failed TLS handshakes: a configuration problem that retrying cannot fix.
     var isTLSFailure = false
     /// Where in the client the error was raised.
@@ -289,6 +292,17 @@ extension EtcdClientError {
         "etcdserver: cluster has a downgrade job in progress": .downgradeInProcess,
         "etcdserver: no inflight downgrade job": .noInflightDowngrade,
     ]
+
+    /// The error for a reason etcd gives in a response (a watch's cancel reason): its code when known,
+    /// else `watchCanceled`.
+    static func fromServerMessage(_ message: String) -> Self {
+        var text = message.isEmpty ? "etcdserver: watch canceled" : message
+        // Reasons may carry gRPC's rendering: "rpc error: code = PermissionDenied desc = etcdserver: ...".
+        if text.hasPrefix("rpc error:"), let desc = text.firstRange(of: " desc = ") {
+            text = String(text[desc.upperBound...])
+        }
+        return EtcdClientError(code: Self.serverMessages[text] ?? .watchCanceled, message: text)
+    }
 
     /// Maps an error thrown by a gRPC call to an ``EtcdClientError`` (cancellation passes through).
     static func from(_ error: any Error, endpoint: String?, file: String = #fileID, line: Int = #line) -> any Error {

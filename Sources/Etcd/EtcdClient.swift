@@ -33,6 +33,9 @@ public final class EtcdClient: Sendable {
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
     private let authToken = Mutex<String?>(nil)
+    /// Work that must live as long as `run()` (watch streams): queued here, run as its child tasks.
+    private let background = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+    let watcher = Watcher()
 
     private enum Lifecycle {
         case idle
@@ -98,6 +101,15 @@ public final class EtcdClient: Sendable {
                 for connection in self.connections {
                     group.addTask { try await connection.grpc.runConnections() }
                 }
+                group.addTask {
+                    await withDiscardingTaskGroup { jobs in
+                        for await job in self.background.stream {
+                            jobs.addTask { await job() }
+                        }
+                        // shutdown() ended the queue: stop the background work so the connections can close.
+                        jobs.cancelAll()
+                    }
+                }
             }
         } onGracefulShutdown: {
             self.shutdown()
@@ -115,9 +127,15 @@ public final class EtcdClient: Sendable {
             case .shutDown: break
             }
         }
+        self.background.continuation.finish()
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
         }
+    }
+
+    /// Runs `job` as a child task of ``run()`` (queued until `run()` starts); it is cancelled at shutdown.
+    func runInBackground(_ job: @escaping @Sendable () async -> Void) {
+        self.background.continuation.yield(job)
     }
 
     /// The endpoints the client uses, as URLs (`http://127.0.0.1:2379`).
@@ -331,6 +349,20 @@ extension EtcdClient {
                 try await Task.sleep(for: .milliseconds(5))
             }
         }
+    }
+
+    /// Metadata for a long-lived stream: the auth token, authenticating first if needed.
+    func streamMetadata() async throws -> Metadata {
+        var metadata: Metadata = [:]
+        if let token = try await self.currentToken(method: "Watch") {
+            metadata.addString(token, forKey: "token")
+        }
+        return metadata
+    }
+
+    /// Drops the auth token after the server rejected it; the next call authenticates again.
+    func forgetToken() {
+        self.authToken.withLock { $0 = nil }
     }
 
     /// The auth token to send, authenticating first when credentials are configured and no token is held.

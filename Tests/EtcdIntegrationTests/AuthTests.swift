@@ -42,6 +42,22 @@ struct AuthTests {
         }
     }
 
+    @Test("a watch outside the user's permissions ends with permissionDenied; one inside works")
+    func watchPermissions() async throws {
+        try await withAuthCluster { cluster in
+            try await withEtcdClient(configuration(cluster, "alice", "alicepw")) { client in
+                let denied = await etcdErrorCode {
+                    try await client.watch("zoo1") { responses in for try await _ in responses {} }
+                }
+                #expect(denied?.code == .permissionDenied)
+                try await client.watch("foo1") { responses in
+                    try await client.put("foo1", value: "seen")
+                    #expect(try await collectEvents(responses, count: 1).map(\.kv.valueString) == ["seen"])
+                }
+            }
+        }
+    }
+
     @Test("a wrong password is reported as authFailed, once, and never appears in the error")
     func wrongPassword() async throws {
         try await withAuthCluster { cluster in

@@ -38,7 +38,9 @@ struct ClusterFailoverTests {
             let member = cluster.members[(leader + 1) % cluster.members.count]
             try await member.kill()
             #expect(!member.isRunning)
-            try await client.put("k", value: "2")
+            // A put in flight to the member as it dies has an unknown outcome and is not retried by the
+            // client; this test is about the restart, so it repeats the (idempotent) write.
+            try await putWithRetry(client, "k", "2")
             try member.start()
             try await cluster.waitUntilHealthy()
             let status = try await withEtcdTimeout(.seconds(5)) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import Synchronization
 import Testing
 
 /// Launches a real etcd cluster, runs a client against all its members, and removes both afterwards.
@@ -29,5 +30,26 @@ func etcdErrorCode(_ body: () async throws -> Void) async -> EtcdClientError? {
     } catch {
         Issue.record("expected an EtcdClientError, got \(error)")
         return nil
+    }
+}
+
+/// A counter tasks can share.
+final class SharedCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func increment() { self.value.add(1, ordering: .relaxed) }
+    var count: Int { self.value.load(ordering: .relaxed) }
+}
+
+/// A put retried until it succeeds (for writes during faults, whose outcome may be unknown): a retry
+/// may apply the value twice, which adds a revision but no other effect.
+func putWithRetry(_ client: EtcdClient, _ key: String, _ value: String) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while true {
+        do {
+            try await withEtcdTimeout(.seconds(5)) { try await client.put(key, value: value) }
+            return
+        } catch let error as EtcdClientError where ContinuousClock.now < deadline {
+            _ = error
+        }
     }
 }

@@ -11,6 +11,7 @@ final class EndpointConnection: Sendable {
     let kv: Etcdserverpb_KV.Client<TrackingTransport>
     let maintenance: Etcdserverpb_Maintenance.Client<TrackingTransport>
     let auth: Etcdserverpb_Auth.Client<TrackingTransport>
+    let watch: Etcdserverpb_Watch.Client<TrackingTransport>
 
     private struct State {
         var unhealthyUntil: ContinuousClock.Instant?
@@ -87,6 +88,7 @@ final class EndpointConnection: Sendable {
         self.kv = .init(wrapping: self.grpc)
         self.maintenance = .init(wrapping: self.grpc)
         self.auth = .init(wrapping: self.grpc)
+        self.watch = .init(wrapping: self.grpc)
     }
 
     /// Whether the endpoint may be used now (it has not failed recently).

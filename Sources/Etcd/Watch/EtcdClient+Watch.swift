@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+package import EtcdAPI
+import FoundationEssentials
+import Synchronization
+
+extension EtcdClient {
+    /// Watches a key (or a range, with `.prefix`, `.fromKey` or `.range(end:)`) for the duration of `body`.
+    ///
+    /// `body` receives the watch's responses as an `AsyncSequence`; leaving `body`, or cancelling its
+    /// task, cancels the watch on the server. `body` starts once the server has created the watch (or
+    /// the dial timeout passed while no member could be reached), so every write made after that is
+    /// seen.
+    ///
+    /// All watches of a client share one gRPC stream (one more for `.requireLeader` watches). When
+    /// the stream or its member fails, every watch resumes on a healthy member from the revision
+    /// after the last one it delivered: no event is lost, repeated or reordered. A watch whose next
+    /// revision has been compacted meanwhile ends with `compacted` (see
+    /// ``EtcdClientError/compactRevision``). ``shutdown()`` ends every watch's sequence.
+    ///
+    /// ```swift
+    /// try await client.watch("config/", options: [.prefix, .prevKV]) { responses in
+    ///     for try await response in responses {
+    ///         for event in response.events { print(event.type, event.kv.keyString, event.kv.valueString) }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// - Throws: ``EtcdClientError`` `emptyKey` or `invalidArgument` for a bad key or options, before
+    ///   anything is sent; whatever `body` throws.
+    public func watch<Result: Sendable>(
+        _ key: some EtcdBytes,
+        options: EtcdWatchOptions = [],
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (EtcdWatchResponses) async throws -> Result
+    ) async throws -> Result {
+        let request = try EtcdRequests.watchCreate(key: key.etcdData, options: options)
+        let stream = self.watcher.stream(requireLeader: options.requireLeader ?? false, client: self)
+        let resumer = WatchResumer()
+        let entry = WatchEntry(
+            request: request,
+            createdNotify: options.createdNotify ?? false,
+            bufferLimit: self.configuration.watchBufferSize,
+            onDrained: { resumer.resume() }
+        )
+        resumer.set(stream: stream, entry: entry)
+        stream.add(entry)
+        defer { stream.remove(entry) }
+        await self.waitUntilCreated(entry)
+        return try await body(EtcdWatchResponses(buffer: entry.buffer))
+    }
+
+    /// Waits for the server to create the watch, at most the call deadline or the dial timeout.
+    private func waitUntilCreated(_ entry: WatchEntry) async {
+        let limit = EtcdCallDeadline.current ?? (.now + self.configuration.dialTimeout)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await entry.waitUntilCreated() }
+            group.addTask { try? await Task.sleep(until: limit) }
+            await group.next()
+            group.cancelAll()
+            entry.wakeCreatedWaiters()
+        }
+    }
+
+    /// Asks etcd for a progress notification on every watch stream (Go's `RequestProgress`, etcd 3.4+).
+    ///
+    /// Each watch receives a response with ``EtcdWatchResponse/isProgressNotify`` and the store's
+    /// current revision in its header.
+    public func requestProgress() async throws {
+        var sent = false
+        for stream in self.watcher.allStreams where stream.watchCount > 0 {
+            sent = stream.requestProgress() || sent
+        }
+        if !sent && self.watcher.allStreams.contains(where: { $0.watchCount > 0 }) {
+            throw EtcdClientError(code: .unavailable, message: "no watch stream is connected; try again")
+        }
+    }
+}
+
+/// Lets a watch's buffer resume the watch once its consumer has caught up.
+final class WatchResumer: Sendable {
+    private let target = Mutex<(WatchStream, WatchEntry)?>(nil)
+    func set(stream: WatchStream, entry: WatchEntry) { self.target.withLock { $0 = (stream, entry) } }
+    func resume() {
+        guard let (stream, entry) = self.target.withLock({ $0 }) else { return }
+        stream.resume(entry)
+    }
+}
+
+extension EtcdRequests {
+    package static func watchCreate(key: Data, options: EtcdWatchOptions) throws(EtcdClientError)
+        -> Etcdserverpb_WatchCreateRequest
+    {
+        if let conflict = options.conflicts.first { throw Self.invalid(conflict) }
+        let (key, end) = try Self.applyRange(key: key, range: options.range)
+        var request = Etcdserverpb_WatchCreateRequest()
+        request.key = key
+        if let end { request.rangeEnd = end }
+        if let revision = options.startRevision {
+            if revision < 0 { throw Self.invalid("a watch's start revision must not be negative, got \(revision)") }
+            request.startRevision = revision
+        }
+        request.prevKv = options.prevKV ?? false
+        request.progressNotify = options.progressNotify ?? false
+        request.fragment = options.fragment ?? false
+        var filters: [Etcdserverpb_WatchCreateRequest.FilterType] = []
+        if options.filterPut == true { filters.append(.noput) }
+        if options.filterDelete == true { filters.append(.nodelete) }
+        request.filters = filters
+        return request
+    }
+}

@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: Apache-2.0
+internal import EtcdAPI
+import FoundationEssentials
+import GRPCCore
+import Logging
+import Synchronization
+
+/// One watch of a user: what to watch, where it has got to, and its buffer.
+final class WatchEntry: Sendable {
+    let key: Data
+    let rangeEnd: Data
+    let startRevision: Int64
+    let prevKV: Bool
+    let filters: [Etcdserverpb_WatchCreateRequest.FilterType]
+    let progressNotify: Bool
+    let createdNotify: Bool
+    let fragment: Bool
+    let buffer: WatchBuffer
+
+    enum Phase {
+        /// Not registered on the server (not connected yet, disconnected, or about to resume).
+        case pending
+        /// A create request with this ID is out, or the server confirmed it.
+        case registered(id: Int64)
+        /// Cancelled on the server because the consumer's buffer is full.
+        case suspended
+        case finished
+    }
+
+    struct State {
+        var phase = Phase.pending
+        /// The revision to resume from; 0 until known (then the watch starts at `startRevision`).
+        var nextRevision: Int64 = 0
+        var fragments: [Mvccpb_Event] = []
+        var created = false
+        var createdWaiters: [CheckedContinuation<Void, Never>] = []
+        var deliveredCreated = false
+        /// How many auth refusals of this watch led to a fresh token since it was last created.
+        var authRetries = 0
+    }
+    let state = Mutex(State())
+
+    init(
+        request: Etcdserverpb_WatchCreateRequest, createdNotify: Bool, bufferLimit: Int,
+        onDrained: @escaping @Sendable () -> Void
+    ) {
+        self.key = request.key
+        self.rangeEnd = request.rangeEnd
+        self.startRevision = request.startRevision
+        self.prevKV = request.prevKv
+        self.filters = request.filters
+        self.progressNotify = request.progressNotify
+        self.createdNotify = createdNotify
+        self.fragment = request.fragment
+        self.buffer = WatchBuffer(limit: bufferLimit, onDrained: onDrained)
+    }
+
+    /// The create request to (re-)register the watch under `id`, from where it has got to.
+    func createRequest(id: Int64) -> Etcdserverpb_WatchRequest {
+        var create = Etcdserverpb_WatchCreateRequest()
+        create.key = self.key
+        create.rangeEnd = self.rangeEnd
+        let next = self.state.withLock { $0.nextRevision }
+        create.startRevision = next > 0 ? next : self.startRevision
+        create.prevKv = self.prevKV
+        create.filters = self.filters
+        create.progressNotify = self.progressNotify
+        create.fragment = self.fragment
+        create.watchID = id
+        var request = Etcdserverpb_WatchRequest()
+        request.createRequest = create
+        return request
+    }
+
+    /// Waits until the server has confirmed the watch once (or it ended).
+    func waitUntilCreated() async {
+        await withCheckedContinuation { continuation in
+            let now = self.state.withLock { state -> Bool in
+                if state.created || self.buffer.isFinished { return true }
+                state.createdWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func wakeCreatedWaiters() {
+        let waiters = self.state.withLock { state in
+            defer { state.createdWaiters = [] }
+            return state.createdWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func finish(throwing error: (any Error)?) {
+        self.state.withLock { $0.phase = .finished }
+        self.buffer.finish(throwing: error)
+        self.wakeCreatedWaiters()
+    }
+}
+
+/// One bidirectional Watch stream shared by every watch with the same stream options.
+///
+/// The stream lives in a background task of ``EtcdClient/run()``. When it breaks it is opened again
+/// (on another endpoint if need be) and every watch is registered again from the revision after the
+/// last one it delivered, so no event is lost or repeated.
+final class WatchStream: Sendable {
+    let requireLeader: Bool
+    private let client: EtcdClient
+
+    private struct State {
+        var entries: [ObjectIdentifier: WatchEntry] = [:]
+        var byID: [Int64: WatchEntry] = [:]
+        var nextID: Int64 = 1
+        /// IDs of create requests the server has not answered yet, in the order sent (it answers in order).
+        var pendingCreates: [Int64] = []
+        var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
+        var connectedTo: String?
+    }
+    private let state = Mutex(State())
+
+    init(client: EtcdClient, requireLeader: Bool) {
+        self.client = client
+        self.requireLeader = requireLeader
+    }
+
+    var watchCount: Int { self.state.withLock { $0.entries.count } }
+
+    // MARK: Watches
+
+    func add(_ entry: WatchEntry) {
+        self.state.withLock { state in
+            state.entries[ObjectIdentifier(entry)] = entry
+            Self.register(entry, &state)
+        }
+    }
+
+    /// Registers a pending watch on the current stream, if connected.
+    private static func register(_ entry: WatchEntry, _ state: inout State) {
+        guard let outbound = state.outbound else { return }
+        let id = state.nextID
+        state.nextID += 1
+        entry.state.withLock { $0.phase = .registered(id: id) }
+        state.byID[id] = entry
+        state.pendingCreates.append(id)
+        outbound.yield(entry.createRequest(id: id))
+    }
+
+    func remove(_ entry: WatchEntry) {
+        self.state.withLock { state in
+            state.entries[ObjectIdentifier(entry)] = nil
+            let phase = entry.state.withLock { state in
+                defer { state.phase = .finished }
+                return state.phase
+            }
+            if case .registered(let id) = phase {
+                state.byID[id] = nil
+                var cancel = Etcdserverpb_WatchCancelRequest()
+                cancel.watchID = id
+                var request = Etcdserverpb_WatchRequest()
+                request.cancelRequest = cancel
+                state.outbound?.yield(request)
+            }
+        }
+        entry.buffer.finish()
+    }
+
+    /// The consumer has caught up: register a suspended watch again.
+    func resume(_ entry: WatchEntry) {
+        self.state.withLock { state in
+            guard state.entries[ObjectIdentifier(entry)] != nil else { return }
+            let suspended = entry.state.withLock { state -> Bool in
+                guard case .suspended = state.phase else { return false }
+                state.phase = .pending
+                return true
+            }
+            if suspended { Self.register(entry, &state) }
+        }
+    }
+
+    /// Asks the server for a progress notification on this stream (etcd 3.4+).
+    func requestProgress() -> Bool {
+        self.state.withLock { state in
+            guard let outbound = state.outbound else { return false }
+            var request = Etcdserverpb_WatchRequest()
+            request.progressRequest = Etcdserverpb_WatchProgressRequest()
+            outbound.yield(request)
+            return true
+        }
+    }
+
+    // MARK: The stream
+
+    /// Keeps the stream open until cancelled (the client shuts down), then ends every watch.
+    func run() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            let connection = self.client.pickConnection()
+            let (requests, outbound) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
+            self.state.withLock { state in
+                state.outbound = outbound
+                state.connectedTo = connection.endpoint.description
+                for entry in state.entries.values {
+                    let pending = entry.state.withLock { state -> Bool in
+                        if case .pending = state.phase { return true }
+                        return false
+                    }
+                    if pending { Self.register(entry, &state) }
+                }
+            }
+            var failure: EtcdClientError?
+            let receivedMessages = StreamOpenedFlag()
+            let receivedRefusal = StreamOpenedFlag()
+            do {
+                var metadata = try await self.client.streamMetadata()
+                if self.requireLeader { metadata.addString("true", forKey: "hasleader") }
+                let request = StreamingClientRequest(of: Etcdserverpb_WatchRequest.self, metadata: metadata) { writer in
+                    for await request in requests {
+                        try await writer.write(request)
+                    }
+                }
+                var options = CallOptions.defaults
+                options.maxRequestMessageBytes = self.client.configuration.maxCallReceiveMessageSize
+                options.maxResponseMessageBytes = self.client.configuration.maxCallReceiveMessageSize
+                try await connection.watch.watch(request: request, options: options) { response in
+                    for try await message in response.messages {
+                        receivedMessages.markOpened()
+                        if let restart = self.handle(message) {
+                            receivedRefusal.markOpened()
+                            throw restart
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { break }
+                let mapped = EtcdClientError.from(error, endpoint: connection.endpoint.description)
+                failure = mapped as? EtcdClientError
+            }
+            outbound.finish()
+            self.disconnected()
+            if receivedMessages.wasOpened {
+                attempt = 0
+                connection.markHealthy()
+            }
+            if Task.isCancelled { break }
+            if receivedRefusal.wasOpened {
+                // handle() asked for a fresh token: reopen, registering the watches again.
+                self.client.forgetToken()
+                failure = nil
+            }
+            if let failure {
+                self.client.logger.debug(
+                    "etcd watch stream broke; reopening",
+                    metadata: ["etcd_endpoint": "\(connection.endpoint)", "etcd_code": "\(failure.code)"]
+                )
+                switch failure.code {
+                case .noLeader where self.requireLeader:
+                    // A .requireLeader watch ends rather than waits when its member has no leader.
+                    self.finishAll(throwing: failure)
+                case .invalidAuthToken, .authOldRevision:
+                    self.client.forgetToken()
+                case .unavailable:
+                    connection.markUnhealthy()
+                default:
+                    if self.client.connections.count > 1 { connection.markUnhealthy() }
+                }
+                if failure.isTLSFailure || failure.code == .authFailed || failure.code == .userEmpty
+                    || failure.code == .permissionDenied
+                {
+                    // Configuration problems: reopening cannot help these watches.
+                    self.finishAll(throwing: failure)
+                }
+            }
+            attempt += 1
+            let backoff = min(
+                self.client.configuration.retry.initialBackoff * (1 << min(attempt, 10)),
+                self.client.configuration.retry.maxBackoff
+            )
+            do { try await Task.sleep(for: attempt == 1 ? .zero : backoff) } catch { break }
+        }
+        self.state.withLock { state in
+            state.outbound?.finish()
+            state.outbound = nil
+        }
+        self.finishAll(throwing: nil)
+    }
+
+    /// The stream is gone: every registered watch must be registered again on the next one.
+    private func disconnected() {
+        self.state.withLock { state in
+            state.outbound = nil
+            state.connectedTo = nil
+            state.byID = [:]
+            state.pendingCreates = []
+            for entry in state.entries.values {
+                entry.state.withLock { state in
+                    if case .registered = state.phase { state.phase = .pending }
+                    state.fragments = []
+                }
+            }
+        }
+    }
+
+    private func finishAll(throwing error: EtcdClientError?) {
+        let entries = self.state.withLock { state in
+            defer {
+                state.entries = [:]
+                state.byID = [:]
+            }
+            return Array(state.entries.values)
+        }
+        for entry in entries { entry.finish(throwing: error) }
+    }
+
+    /// Handles one response; returns an error when the stream must be reopened (a stale auth token).
+    private func handle(_ message: Etcdserverpb_WatchResponse) -> EtcdClientError? {
+        if message.watchID == -1 && message.created && message.canceled {
+            // etcd 3.4 reports a refused create without its watch ID: it is the oldest unanswered one.
+            let entry = self.state.withLock { state -> WatchEntry? in
+                guard !state.pendingCreates.isEmpty else { return nil }
+                return state.byID[state.pendingCreates.removeFirst()]
+            }
+            guard let entry else { return nil }
+            return self.refused(entry, message)
+        }
+        if message.watchID == -1 {
+            // A progress response to requestProgress(): for every watch of this stream. In etcd 3.4 it
+            // may overtake events still queued for a watch, so it does not move resume revisions.
+            let entries = self.state.withLock { Array($0.byID.values) }
+            for entry in entries {
+                _ = entry.buffer.push(EtcdWatchResponse(header: message.header, events: [], created: false))
+            }
+            return nil
+        }
+        if message.created {
+            self.state.withLock { state in state.pendingCreates.removeAll { $0 == message.watchID } }
+        }
+        guard let entry = self.state.withLock({ $0.byID[message.watchID] }) else { return nil }
+
+        if message.created {
+            if message.canceled {
+                // Refused at creation (etcd 3.5 reports the watch ID): compacted, permission, auth.
+                return self.refused(entry, message)
+            }
+            let notify = entry.state.withLock { state -> Bool in
+                if state.nextRevision == 0 && entry.startRevision == 0 {
+                    // A watch "from now" starts after the revision current at creation.
+                    state.nextRevision = message.header.revision + 1
+                }
+                state.created = true
+                state.authRetries = 0
+                defer { state.deliveredCreated = true }
+                return entry.createdNotify && !state.deliveredCreated
+            }
+            entry.wakeCreatedWaiters()
+            if notify {
+                self.deliver(
+                    entry, id: message.watchID, EtcdWatchResponse(header: message.header, events: [], created: true))
+            }
+            return nil
+        }
+        if message.canceled {
+            self.end(entry, id: message.watchID, message)
+            return nil
+        }
+        let events = entry.state.withLock { state -> [Mvccpb_Event]? in
+            if message.fragment {
+                state.fragments += message.events
+                return nil
+            }
+            defer { state.fragments = [] }
+            return state.fragments.isEmpty ? message.events : state.fragments + message.events
+        }
+        guard let events else { return nil }
+        entry.state.withLock { state in
+            if let last = events.last {
+                state.nextRevision = last.kv.modRevision + 1
+            } else {
+                // This watch's own progress notification: everything up to the header revision was sent.
+                state.nextRevision = max(state.nextRevision, message.header.revision + 1)
+            }
+        }
+        self.deliver(
+            entry, id: message.watchID, EtcdWatchResponse(header: message.header, events: events, created: false))
+        return nil
+    }
+
+    /// A create the server refused. Auth refusals may come from a token the member no longer knows
+    /// (expired, or a restarted member; etcd 3.5 then answers "permission denied"): the stream is
+    /// reopened with a fresh token, a few times, before the refusal is believed.
+    private func refused(_ entry: WatchEntry, _ message: Etcdserverpb_WatchResponse) -> EtcdClientError? {
+        let error = EtcdClientError.fromServerMessage(message.cancelReason)
+        self.client.logger.debug("etcd refused a watch", metadata: ["etcd_code": "\(error.code)"])
+        let authRefusal: Set<EtcdClientError.Code> = [
+            .invalidAuthToken, .authOldRevision, .permissionDenied, .userEmpty,
+        ]
+        if message.compactRevision == 0, authRefusal.contains(error.code),
+            self.client.configuration.authentication != nil
+        {
+            let retry = entry.state.withLock { state in
+                state.authRetries += 1
+                return state.authRetries <= 3
+            }
+            if retry { return error }
+        }
+        self.end(entry, id: message.watchID, message)
+        return nil
+    }
+
+    private func deliver(_ entry: WatchEntry, id: Int64, _ response: EtcdWatchResponse) {
+        guard !entry.buffer.push(response) else { return }
+        // The consumer is behind: stop the server sending more until it catches up.
+        self.state.withLock { state in
+            guard state.byID[id] === entry else { return }
+            state.byID[id] = nil
+            entry.state.withLock { $0.phase = .suspended }
+            var cancel = Etcdserverpb_WatchCancelRequest()
+            cancel.watchID = id
+            var request = Etcdserverpb_WatchRequest()
+            request.cancelRequest = cancel
+            state.outbound?.yield(request)
+        }
+        self.client.logger.debug("etcd watch consumer is slow; watch suspended until it catches up")
+    }
+
+    private func end(_ entry: WatchEntry, error: EtcdClientError) {
+        self.state.withLock { state in
+            if case .registered(let id) = entry.state.withLock({ $0.phase }) { state.byID[id] = nil }
+            state.entries[ObjectIdentifier(entry)] = nil
+        }
+        entry.finish(throwing: error)
+    }
+
+    private func end(_ entry: WatchEntry, id: Int64, _ message: Etcdserverpb_WatchResponse) {
+        self.client.logger.debug(
+            "etcd cancelled a watch",
+            metadata: [
+                "etcd_reason": "\(message.cancelReason)", "etcd_created": "\(message.created)",
+                "etcd_compact_revision": "\(message.compactRevision)",
+            ]
+        )
+        let error: EtcdClientError
+        if message.compactRevision > 0 {
+            var compacted = EtcdClientError(
+                code: .compacted,
+                message: """
+                    etcdserver: mvcc: required revision has been compacted; the watch's next revision was \
+                    compacted at \(message.compactRevision): read the current state again and watch from there
+                    """
+            )
+            compacted.compactRevision = message.compactRevision
+            error = compacted
+        } else {
+            error = EtcdClientError.fromServerMessage(message.cancelReason)
+        }
+        self.end(entry, error: error)
+    }
+}
