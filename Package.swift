@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "Etcd", targets: ["Etcd"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
+        .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -58,6 +59,11 @@ let package = Package(
                 "Etcd",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "etcd-swift-bench",
+            dependencies: ["Etcd"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

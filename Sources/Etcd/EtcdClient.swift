@@ -128,6 +128,8 @@ public final class EtcdClient: Sendable {
             }
         }
         self.background.continuation.finish()
+        // Streams that never ran (shutdown before run) cannot end their watches themselves.
+        self.watcher.finishAll()
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
         }
@@ -136,6 +138,13 @@ public final class EtcdClient: Sendable {
     /// Runs `job` as a child task of ``run()`` (queued until `run()` starts); it is cancelled at shutdown.
     func runInBackground(_ job: @escaping @Sendable () async -> Void) {
         self.background.continuation.yield(job)
+    }
+
+    /// Throws `unavailable` once ``shutdown()`` was called.
+    func checkNotShutDown() throws(EtcdClientError) {
+        if case .shutDown = self.lifecycle.withLock({ $0 }) {
+            throw EtcdClientError(code: .unavailable, message: "the client is shut down; create a new EtcdClient")
+        }
     }
 
     /// The endpoints the client uses, as URLs (`http://127.0.0.1:2379`).

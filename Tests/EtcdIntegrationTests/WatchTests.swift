@@ -253,6 +253,19 @@ struct WatchTests {
         }
     }
 
+    @Test("a watch on a client shut down before it ran ends at once; a watch after shutdown is refused")
+    func shutdownBeforeRun() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .milliseconds(200)
+        let client = try EtcdClient(configuration: configuration)
+        try await client.watch("k") { responses in
+            client.shutdown()
+            for try await _ in responses {}
+        }
+        let error = await etcdErrorCode { try await client.watch("k") { _ in } }
+        #expect(error?.code == .unavailable)
+    }
+
     @Test("shutdown ends every watch's sequence")
     func shutdownEndsWatches() async throws {
         try await withEtcdTestCluster { cluster in

@@ -59,6 +59,10 @@ final class EndpointConnection: Sendable {
                 )
             }
             config.connection.maxIdleTime = nil
+            // Flush coalescing delays a lone request by up to 100 µs; measured with etcd-swift-bench on
+            // etcd 3.4 it cost 26% of watch throughput (one sequential writer) and gained nothing at 16
+            // concurrent clients, so it is off.
+            config.connection.flushCoalescing = nil
             config.backoff = .init(
                 initial: configuration.retry.initialBackoff,
                 max: configuration.retry.maxBackoff,

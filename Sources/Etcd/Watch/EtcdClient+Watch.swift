@@ -34,6 +34,7 @@ extension EtcdClient {
         _ body: (EtcdWatchResponses) async throws -> Result
     ) async throws -> Result {
         let request = try EtcdRequests.watchCreate(key: key.etcdData, options: options)
+        try self.checkNotShutDown()
         let stream = self.watcher.stream(requireLeader: options.requireLeader ?? false, client: self)
         let resumer = WatchResumer()
         let entry = WatchEntry(

@@ -301,7 +301,7 @@ final class WatchStream: Sendable {
         }
     }
 
-    private func finishAll(throwing error: EtcdClientError?) {
+    func finishAll(throwing error: EtcdClientError?) {
         let entries = self.state.withLock { state in
             defer {
                 state.entries = [:]

@@ -19,4 +19,9 @@ final class Watcher: Sendable {
     }
 
     var allStreams: [WatchStream] { self.streams.withLock { Array($0.values) } }
+
+    /// Ends every watch (the client shuts down).
+    func finishAll() {
+        for stream in self.allStreams { stream.finishAll(throwing: nil) }
+    }
 }

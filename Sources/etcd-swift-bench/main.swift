@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+// etcd-swift-bench: the workloads of ../shared/peer-bench (etcd's Go client) through swift-etcd, with
+// the same flags and the same one-line JSON, so both clients can be run side by side on one server.
+//
+//   etcd-swift-bench [global flags] put   --total N --key-size B --val-size B --key-space K
+//   etcd-swift-bench [global flags] range --total N --consistency l|s --key KEY
+//   etcd-swift-bench [global flags] txn   --total N --key-space K
+//   etcd-swift-bench [global flags] watch --watchers W --total N
+//   etcd-swift-bench [global flags] lease --total N      (not yet: needs the Lease API)
+//
+// Global flags: --endpoints a,b,c --conns C --clients M
+import Etcd
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("etcd-swift-bench: \(message)\n".utf8))
+    exit(2)
+}
+
+/// Go's flag syntax: `-name value`, `--name value`, `-name=value`; stops at the first non-flag.
+func parseFlags(_ arguments: ArraySlice<String>, known: [String: String]) -> ([String: String], ArraySlice<String>) {
+    var values = known
+    var rest = arguments
+    while let first = rest.first, first.hasPrefix("-"), first != "-", first != "--" {
+        rest = rest.dropFirst()
+        var name = String(first.drop { $0 == "-" })
+        var value: String?
+        if let equals = name.firstIndex(of: "=") {
+            value = String(name[name.index(after: equals)...])
+            name = String(name[..<equals])
+        }
+        guard values[name] != nil else { fail("flag provided but not defined: -\(name)") }
+        if value == nil {
+            guard let next = rest.first else { fail("flag needs an argument: -\(name)") }
+            value = next
+            rest = rest.dropFirst()
+        }
+        values[name] = value
+    }
+    if rest.first == "--" { rest = rest.dropFirst() }
+    return (values, rest)
+}
+
+func int(_ flags: [String: String], _ name: String) -> Int {
+    guard let value = flags[name].flatMap({ Int($0) }) else { fail("invalid value for -\(name)") }
+    return value
+}
+
+struct Usage {
+    var user: Double
+    var sys: Double
+    var maxRSS: Int
+
+    static func now() -> Usage {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return Usage(user: seconds(usage.ru_utime), sys: seconds(usage.ru_stime), maxRSS: usage.ru_maxrss)
+    }
+}
+
+/// A counter shared by tasks.
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    func next() -> Int { self.value.wrappingAdd(1, ordering: .relaxed).oldValue }
+    var count: Int { self.value.load(ordering: .relaxed) }
+}
+
+/// Mutable state shared by tasks.
+final class Shared<Value: Sendable>: Sendable {
+    private let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { self.value.withLock { body(&$0) } }
+}
+
+/// Latencies in milliseconds, written by index from many tasks.
+final class Latencies: Sendable {
+    private let values: Mutex<[Double]>
+    init(count: Int) { self.values = Mutex([Double](repeating: 0, count: count)) }
+    func set(_ index: Int, _ value: Double) { self.values.withLock { $0[index] = value } }
+    var sorted: [Double] { self.values.withLock { $0.sorted() } }
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    let (seconds, attoseconds) = duration.components
+    return Double(seconds) * 1e3 + Double(attoseconds) / 1e15
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[Int(Double(sorted.count - 1) * p)]
+}
+
+/// Spreads `total` calls of `op` over `workers` tasks, round-robin over the clients (Go's `run`).
+func run(
+    _ clients: [EtcdClient],
+    workers: Int,
+    total: Int,
+    _ op: @escaping @Sendable (EtcdClient, Int) async throws -> Void
+) async -> (Latencies, Int, Duration) {
+    let latencies = Latencies(count: total)
+    let next = Counter()
+    let errors = Counter()
+    let clock = ContinuousClock()
+    let start = clock.now
+    await withTaskGroup(of: Void.self) { group in
+        for worker in 0..<workers {
+            let client = clients[worker % clients.count]
+            group.addTask {
+                while true {
+                    let i = next.next()
+                    if i >= total { return }
+                    let t = clock.now
+                    do { try await op(client, i) } catch { _ = errors.next() }
+                    latencies.set(i, milliseconds(clock.now - t))
+                }
+            }
+        }
+    }
+    return (latencies, errors.count, clock.now - start)
+}
+
+func benchmark() async -> String {
+    let arguments = CommandLine.arguments.dropFirst()
+    let (global, afterGlobal) = parseFlags(
+        arguments, known: ["endpoints": "127.0.0.1:2379", "conns": "1", "clients": "1"])
+    guard let command = afterGlobal.first else { fail("need a command: put, range, txn, watch, lease") }
+    let (flags, _) = parseFlags(
+        afterGlobal.dropFirst(),
+        known: [
+            "total": "10000", "key-size": "8", "val-size": "256", "key-space": "10000", "consistency": "l",
+            "key": "bench-key", "watchers": "1",
+        ]
+    )
+    var total = int(flags, "total")
+    let keySize = int(flags, "key-size")
+    let keySpace = int(flags, "key-space")
+    let value = String(repeating: "v", count: int(flags, "val-size"))
+    let conns = int(global, "conns")
+    let workers = int(global, "clients")
+    let watchers = int(flags, "watchers")
+    let benchKey = flags["key"]!
+    let serializable = flags["consistency"] == "s"
+    let endpoints = global["endpoints"]!.split(separator: ",").map(String.init)
+
+    /// Keys as peer-bench makes them: `i % keySpace`, zero-padded to `size` digits, keeping the last `size`.
+    struct Keys: Sendable {
+        let size: Int
+        let space: Int
+        func callAsFunction(_ i: Int) -> String {
+            var key = String(i % self.space)
+            if key.count < self.size { key = String(repeating: "0", count: self.size - key.count) + key }
+            if key.count > self.size { key = String(key.suffix(self.size)) }
+            return key
+        }
+    }
+    let keyOf = Keys(size: keySize, space: keySpace)
+
+    if command == "lease" {
+        fail("the lease workload needs swift-etcd's Lease API, which is not implemented yet")
+    }
+    guard ["put", "range", "txn", "watch"].contains(command) else { fail("unknown command \"\(command)\"") }
+
+    var clients: [EtcdClient] = []
+    for _ in 0..<max(conns, 1) {
+        do { clients.append(try EtcdClient(configuration: .init(endpoints: endpoints))) } catch {
+            fail("connect: \(error)")
+        }
+    }
+    let runningClients = clients
+
+    let output: String = await withTaskGroup(of: Void.self) { group in
+        for client in runningClients { group.addTask { try? await client.run() } }
+        defer { for client in runningClients { client.shutdown() } }
+        do {
+            try await runningClients[0].put(benchKey, value: value)
+        } catch {
+            if command == "range" { fail("seed key: \(error)") }
+        }
+
+        let usage0 = Usage.now()
+        var latencies: [Double] = []
+        var errors = 0
+        var elapsed = Duration.zero
+        switch command {
+        case "put":
+            let r = await run(runningClients, workers: workers, total: total) { client, _ in
+                try await client.put(keyOf(Int.random(in: 0..<Int.max)), value: value)
+            }
+            (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+        case "range":
+            let options: EtcdGetOptions = serializable ? .serializable : []
+            let r = await run(runningClients, workers: workers, total: total) { client, _ in
+                _ = try await client.get(benchKey, options: options)
+            }
+            (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+        case "txn":
+            let r = await run(runningClients, workers: workers, total: total) { client, i in
+                let key = "txn-" + keyOf(i)
+                _ = try await client.txn(
+                    if: [.version(key) < (1 << 62)], then: [.put(key, value: value)], else: [.get(key)])
+            }
+            (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+        case "watch":
+            // W watchers on one prefix; one writer puts total keys; figures are for total*W delivered
+            // events, latency is put-to-delivery of the last watcher (as peer-bench measures it).
+            let prefix = "watch-bench-\(UInt64(Date().timeIntervalSince1970 * 1e9))/"
+            let clock = ContinuousClock()
+            let sent = Shared([ContinuousClock.Instant](repeating: clock.now, count: total))
+            let counts = Shared([Int](repeating: 0, count: total))
+            let got = Latencies(count: total)
+            let ready = Counter()
+            let writes = total
+            let start: ContinuousClock.Instant = await withTaskGroup(of: Void.self) { watchGroup in
+                for w in 0..<watchers {
+                    let client = runningClients[w % runningClients.count]
+                    watchGroup.addTask {
+                        try? await client.watch(prefix, options: .prefix) { responses in
+                            _ = ready.next()
+                            var seen = 0
+                            for try await response in responses {
+                                let now = clock.now
+                                for event in response.events {
+                                    let i = Int(event.kv.keyString.dropFirst(prefix.count)) ?? 0
+                                    let complete = counts.withLock { counts -> Bool in
+                                        counts[i] += 1
+                                        return counts[i] == watchers
+                                    }
+                                    if complete { got.set(i, milliseconds(now - sent.withLock { $0[i] })) }
+                                    seen += 1
+                                }
+                                if seen >= writes { return }
+                            }
+                        }
+                    }
+                }
+                // watch() returns control to its body once the server created the watch.
+                while ready.count < watchers { try? await Task.sleep(for: .milliseconds(1)) }
+                let start = clock.now
+                for i in 0..<writes {
+                    let now = clock.now
+                    sent.withLock { $0[i] = now }
+                    do { try await runningClients[0].put("\(prefix)\(i)", value: value) } catch { errors += 1 }
+                }
+                await watchGroup.waitForAll()
+                return start
+            }
+            elapsed = clock.now - start
+            latencies = got.sorted
+            total = total * watchers
+        default:
+            fail("unknown command \"\(command)\"")
+        }
+        let usage1 = Usage.now()
+        let user = usage1.user - usage0.user
+        let sys = usage1.sys - usage0.sys
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let fields: [(String, String)] = [
+            ("client", "\"swift-etcd\""), ("op", "\"\(command)\""), ("total", "\(total)"), ("errors", "\(errors)"),
+            ("conns", "\(conns)"), ("clients", "\(workers)"), ("seconds", "\(seconds)"),
+            ("ops_per_sec", "\(Double(total) / seconds)"), ("p50_ms", "\(percentile(latencies, 0.5))"),
+            ("p99_ms", "\(percentile(latencies, 0.99))"), ("cpu_user_s", "\(user)"), ("cpu_sys_s", "\(sys)"),
+            ("cpu_us_per_op", "\((user + sys) * 1e6 / Double(total))"), ("max_rss_kb", "\(usage1.maxRSS)"),
+        ]
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+    return output
+}
+
+print(await benchmark())
