@@ -55,6 +55,38 @@ struct WatchFaultTests {
         }
     }
 
+    @Test("a watch whose resume revision is compacted while it is disconnected ends with compacted, never skips")
+    func compactedWhileDisconnected() async throws {
+        try await withEtcdTestCluster(.init(members: 3)) { cluster in
+            let pinned = cluster.members[0]
+            let others = EtcdClient.Configuration(endpoints: cluster.members.dropFirst().map(\.clientEndpoint))
+            try await withEtcdClient(others) { writer in
+                try await withEtcdClient(.init(endpoints: [pinned.clientEndpoint])) { client in
+                    let error = await etcdErrorCode {
+                        try await client.watch("c") { responses in
+                            try await writer.put("c", value: "seen")
+                            var iterator = responses.makeAsyncIterator()
+                            #expect(try await iterator.next()?.events.first?.kv.valueString == "seen")
+                            try await pinned.kill()
+                            try await putWithRetry(writer, "c", "missed-1")
+                            try await putWithRetry(writer, "c", "missed-2")
+                            let current = try await writer.get("c").header.revision
+                            try await writer.compact(current, physical: true)
+                            try pinned.start()
+                            try await cluster.waitUntilHealthy()
+                            while let response = try await iterator.next() {
+                                Issue.record(
+                                    "a response arrived after the compaction: \(response.events.map(\.kv.valueString))")
+                            }
+                        }
+                    }
+                    #expect(error?.code == .compacted)
+                    #expect((error?.compactRevision ?? 0) > 0)
+                }
+            }
+        }
+    }
+
     @Test("a requireLeader watch ends with noLeader when its member loses its leader")
     func requireLeader() async throws {
         try await withEtcdTestCluster(.init(members: 3)) { cluster in
