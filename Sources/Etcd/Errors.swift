@@ -221,10 +221,11 @@ extension EtcdClientError {
         return nil
     }
 
-    /// Whether the error is one of etcd's transient "try again" answers (no leader, leader changed, ...).
+    /// Whether the error is one of etcd's transient "try again" answers (no leader, leader changed,
+    /// timed out, ...); only idempotent calls are retried on these.
     var isTransientServerError: Bool {
         switch self.code.base {
-        case .noLeader, .leaderChanged, .notCapable, .stopped, .timeoutDueToLeaderFail,
+        case .noLeader, .leaderChanged, .notCapable, .stopped, .timeout, .timeoutDueToLeaderFail,
             .timeoutDueToConnectionLost, .timeoutWaitAppliedIndex, .unhealthy, .tooManyRequests:
             return true
         default:

@@ -254,6 +254,8 @@ extension EtcdClient {
                 connection.markHealthy()
                 return result
             } catch {
+                // gRPC may report a cancelled task as an RPC error; callers see CancellationError.
+                if Task.isCancelled { throw CancellationError() }
                 let mapped = EtcdClientError.from(error, endpoint: connection.endpoint.description)
                 guard var etcdError = mapped as? EtcdClientError else { throw mapped }
                 if etcdError.code == .responseTooLarge {

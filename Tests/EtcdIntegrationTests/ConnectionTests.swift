@@ -64,6 +64,17 @@ struct ConnectionTests {
         #expect(error?.code == .deadlineExceeded)
     }
 
+    @Test("cancelling the task of a call surfaces as CancellationError")
+    func cancellation() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .seconds(30)
+        try await withEtcdClient(configuration) { client in
+            let task = Task { try await client.get("k") }
+            task.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await task.value }
+        }
+    }
+
     @Test("a mutation to a dead endpoint that never reached it fails over to a live one")
     func mutationFailover() async throws {
         try await withEtcdTestCluster { cluster in

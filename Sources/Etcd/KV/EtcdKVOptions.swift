@@ -9,6 +9,16 @@ struct EtcdRangeSpec: Sendable, Hashable {
         case end(Data)
     }
     var kind: Kind
+
+    /// Combines a range option into `existing`; two different ranges are recorded as a conflict,
+    /// which the request builders report as `invalidArgument`.
+    static func merge(_ new: EtcdRangeSpec?, into existing: inout EtcdRangeSpec?, conflicts: inout [String]) {
+        guard let new else { return }
+        if let existing, existing != new {
+            conflicts.append("two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
+        }
+        existing = new
+    }
 }
 
 /// How ``EtcdClient/get(_:options:)`` sorts its result.
@@ -57,12 +67,7 @@ public struct EtcdGetOptions: Sendable, ExpressibleByArrayLiteral {
     }
 
     mutating func merge(_ other: EtcdGetOptions) {
-        if let range = other.range {
-            if let existing = self.range, existing != range {
-                self.conflicts.append("two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
-            }
-            self.range = range
-        }
+        EtcdRangeSpec.merge(other.range, into: &self.range, conflicts: &self.conflicts)
         self.revision = other.revision ?? self.revision
         self.limit = other.limit ?? self.limit
         self.sort = other.sort ?? self.sort
@@ -168,13 +173,7 @@ public struct EtcdDeleteOptions: Sendable, ExpressibleByArrayLiteral {
 
     public init(arrayLiteral elements: EtcdDeleteOptions...) {
         for other in elements {
-            if let range = other.range {
-                if let existing = self.range, existing != range {
-                    self.conflicts.append(
-                        "two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
-                }
-                self.range = range
-            }
+            EtcdRangeSpec.merge(other.range, into: &self.range, conflicts: &self.conflicts)
             self.prevKV = other.prevKV ?? self.prevKV
             self.conflicts += other.conflicts
         }

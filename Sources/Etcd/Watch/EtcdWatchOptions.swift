@@ -20,13 +20,7 @@ public struct EtcdWatchOptions: Sendable, ExpressibleByArrayLiteral {
 
     public init(arrayLiteral elements: EtcdWatchOptions...) {
         for other in elements {
-            if let range = other.range {
-                if let existing = self.range, existing != range {
-                    self.conflicts.append(
-                        "two different ranges (.prefix, .fromKey, .range(end:)) were given; choose one")
-                }
-                self.range = range
-            }
+            EtcdRangeSpec.merge(other.range, into: &self.range, conflicts: &self.conflicts)
             self.startRevision = other.startRevision ?? self.startRevision
             self.prevKV = other.prevKV ?? self.prevKV
             self.filterPut = other.filterPut ?? self.filterPut
