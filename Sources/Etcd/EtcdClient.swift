@@ -229,7 +229,7 @@ extension EtcdClient {
                 }
                 options.timeout = remaining
             }
-            let flag = StreamOpenedFlag()
+            let streamOpened = AtomicFlag()
             do {
                 var metadata: Metadata = [:]
                 if let token = try await self.currentToken(method: method) {
@@ -248,7 +248,7 @@ extension EtcdClient {
                         )
                     }
                 }
-                let result = try await StreamOpenedFlag.$current.withValue(flag) {
+                let result = try await TrackingTransport.$streamOpened.withValue(streamOpened) {
                     try await body(connection, options, metadata)
                 }
                 connection.markHealthy()
@@ -287,7 +287,7 @@ extension EtcdClient {
                 let retryable: Bool
                 switch retry {
                 case .idempotent: retryable = transportFailure || etcdError.isTransientServerError
-                case .mutation: retryable = transportFailure && !flag.wasOpened
+                case .mutation: retryable = transportFailure && !streamOpened.isSet
                 }
                 guard retryable else { throw etcdError }
                 let backoff = self.backoff(attempt: attempt)

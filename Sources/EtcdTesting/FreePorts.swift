@@ -5,6 +5,27 @@
     import Darwin
 #endif
 
+/// TCP sockets on 127.0.0.1, for the test support's own small needs (free ports, /metrics).
+enum Loopback {
+    static func socket() throws -> Int32 {
+        #if canImport(Glibc)
+            let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+            let fd = Darwin.socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw EtcdTestingError("socket() failed: errno \(errno)") }
+        return fd
+    }
+
+    static func address(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+}
+
 enum FreePorts {
     /// Asks the kernel for `count` distinct free TCP ports on 127.0.0.1.
     ///
@@ -15,17 +36,9 @@ enum FreePorts {
         defer { for fd in sockets { close(fd) } }
         var ports: [Int] = []
         for _ in 0..<count {
-            #if canImport(Glibc)
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #else
-                let fd = socket(AF_INET, SOCK_STREAM, 0)
-            #endif
-            guard fd >= 0 else { throw EtcdTestingError("socket() failed: errno \(errno)") }
+            let fd = try Loopback.socket()
             sockets.append(fd)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = 0
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var address = Loopback.address(port: 0)
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

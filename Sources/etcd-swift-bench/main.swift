@@ -239,7 +239,11 @@ func benchmark() async -> String {
                     }
                 }
                 // watch() returns control to its body once the server created the watch.
-                while ready.count < watchers { try? await Task.sleep(for: .milliseconds(1)) }
+                let readyBy = clock.now + .seconds(30)
+                while ready.count < watchers {
+                    if clock.now > readyBy { fail("only \(ready.count) of \(watchers) watches were created in 30 s") }
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
                 let start = clock.now
                 for i in 0..<writes {
                     let now = clock.now

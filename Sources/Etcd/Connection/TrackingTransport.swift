@@ -3,20 +3,21 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
 
-/// Records, per call, whether a stream was ever opened to the server.
+/// A flag tasks can share: set once, read any time.
+final class AtomicFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { self.value.store(true, ordering: .relaxed) }
+    var isSet: Bool { self.value.load(ordering: .relaxed) }
+}
+
+/// The HTTP/2 transport, setting the current call's ``streamOpened`` flag once a stream exists.
 ///
 /// A mutation may only be retried when it provably never left the client; a call whose stream was
 /// never opened (no connection, connection refused, channel in transient failure) qualifies.
-final class StreamOpenedFlag: Sendable {
-    private let opened = Atomic<Bool>(false)
-    func markOpened() { self.opened.store(true, ordering: .relaxed) }
-    var wasOpened: Bool { self.opened.load(ordering: .relaxed) }
-
-    @TaskLocal static var current: StreamOpenedFlag?
-}
-
-/// The HTTP/2 transport, marking the current call's ``StreamOpenedFlag`` once a stream exists.
 struct TrackingTransport: ClientTransport {
+    /// Set by the transport when the current call opened a stream to the server.
+    @TaskLocal static var streamOpened: AtomicFlag?
+
     typealias Bytes = HTTP2ClientTransport.Posix.Bytes
 
     let base: HTTP2ClientTransport.Posix
@@ -36,9 +37,9 @@ struct TrackingTransport: ClientTransport {
         options: CallOptions,
         _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
     ) async throws -> T {
-        let flag = StreamOpenedFlag.current
+        let flag = Self.streamOpened
         return try await self.base.withStream(descriptor: descriptor, options: options) { stream, context in
-            flag?.markOpened()
+            flag?.set()
             return try await closure(stream, context)
         }
     }

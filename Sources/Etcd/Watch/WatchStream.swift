@@ -115,7 +115,6 @@ final class WatchStream: Sendable {
         /// IDs of create requests the server has not answered yet, in the order sent (it answers in order).
         var pendingCreates: [Int64] = []
         var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
-        var connectedTo: String?
     }
     private let state = Mutex(State())
 
@@ -199,7 +198,6 @@ final class WatchStream: Sendable {
             let (requests, outbound) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
             self.state.withLock { state in
                 state.outbound = outbound
-                state.connectedTo = connection.endpoint.description
                 for entry in state.entries.values {
                     let pending = entry.state.withLock { state -> Bool in
                         if case .pending = state.phase { return true }
@@ -209,8 +207,8 @@ final class WatchStream: Sendable {
                 }
             }
             var failure: EtcdClientError?
-            let receivedMessages = StreamOpenedFlag()
-            let receivedRefusal = StreamOpenedFlag()
+            let receivedMessages = AtomicFlag()
+            let receivedRefusal = AtomicFlag()
             do {
                 var metadata = try await self.client.streamMetadata()
                 if self.requireLeader { metadata.addString("true", forKey: "hasleader") }
@@ -224,9 +222,9 @@ final class WatchStream: Sendable {
                 options.maxResponseMessageBytes = self.client.configuration.maxCallReceiveMessageSize
                 try await connection.watch.watch(request: request, options: options) { response in
                     for try await message in response.messages {
-                        receivedMessages.markOpened()
+                        receivedMessages.set()
                         if let restart = self.handle(message) {
-                            receivedRefusal.markOpened()
+                            receivedRefusal.set()
                             throw restart
                         }
                     }
@@ -238,12 +236,12 @@ final class WatchStream: Sendable {
             }
             outbound.finish()
             self.disconnected()
-            if receivedMessages.wasOpened {
+            if receivedMessages.isSet {
                 attempt = 0
                 connection.markHealthy()
             }
             if Task.isCancelled { break }
-            if receivedRefusal.wasOpened {
+            if receivedRefusal.isSet {
                 // handle() asked for a fresh token: reopen, registering the watches again.
                 self.client.forgetToken()
                 failure = nil
@@ -289,7 +287,6 @@ final class WatchStream: Sendable {
     private func disconnected() {
         self.state.withLock { state in
             state.outbound = nil
-            state.connectedTo = nil
             state.byID = [:]
             state.pendingCreates = []
             for entry in state.entries.values {
@@ -363,23 +360,23 @@ final class WatchStream: Sendable {
             self.end(entry, id: message.watchID, message)
             return nil
         }
+        // Reassemble fragments and advance the resume revision under one lock.
         let events = entry.state.withLock { state -> [Mvccpb_Event]? in
             if message.fragment {
                 state.fragments += message.events
                 return nil
             }
-            defer { state.fragments = [] }
-            return state.fragments.isEmpty ? message.events : state.fragments + message.events
-        }
-        guard let events else { return nil }
-        entry.state.withLock { state in
+            let events = state.fragments.isEmpty ? message.events : state.fragments + message.events
+            state.fragments = []
             if let last = events.last {
                 state.nextRevision = last.kv.modRevision + 1
             } else {
                 // This watch's own progress notification: everything up to the header revision was sent.
                 state.nextRevision = max(state.nextRevision, message.header.revision + 1)
             }
+            return events
         }
+        guard let events else { return nil }
         self.deliver(
             entry, id: message.watchID, EtcdWatchResponse(header: message.header, events: events, created: false))
         return nil
