@@ -54,6 +54,15 @@ try await withEtcdClient(.init(endpoints: endpoints)) { client in
         }
     }
 
+    // Leases: keys that vanish when their owner stops renewing. withLease keeps the lease alive for
+    // the closure and revokes it afterwards, deleting its keys.
+    try await client.withLease(ttl: 5) { lease in
+        try await client.put("tour/instance", value: "10.0.0.1:8080", options: .lease(lease.id))
+        let info = try await client.timeToLive(lease.id, attachedKeys: true)
+        print("lease \(lease.id): \(info.ttl) s left, keys \(info.keyStrings), state \(lease.state)")
+    }
+    print("after the lease: tour/instance exists: \(try await client.get("tour/instance").count == 1)")
+
     // Bad input gets a typed error before anything is sent.
     do {
         try await client.put("", value: "")

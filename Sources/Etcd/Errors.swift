@@ -14,7 +14,8 @@ public struct EtcdClientError: Error, Sendable {
         fileprivate enum Base: String, Hashable, Sendable {
             case emptyKey, keyNotFound, valueProvided, leaseProvided, tooManyOps, duplicateKey
             case compacted, futureRevision, noSpace
-            case leaseNotFound, leaseExists, leaseTTLTooLarge
+            case leaseNotFound, leaseExists, leaseTTLTooLarge, leaseExpired
+            case locked, sessionExpired, electionNotLeader, electionNoLeader, keyExists, tooManyClients
             case watchCanceled
             case memberExists, peerURLExists, memberNotEnoughStarted, memberBadURLs, memberNotFound
             case memberNotLearner, learnerNotReady, tooManyLearners
@@ -60,6 +61,22 @@ public struct EtcdClientError: Error, Sendable {
         public static let leaseExists = Self(.leaseExists)
         /// The requested lease TTL is larger than the server allows.
         public static let leaseTTLTooLarge = Self(.leaseTTLTooLarge)
+        /// No renewal of a kept-alive lease was acknowledged before its TTL ran out: the lease has
+        /// expired on the server, or will any moment. Keys attached to it are gone or going.
+        public static let leaseExpired = Self(.leaseExpired)
+        /// A lock is held by another session (`tryLock`; Go's `concurrency.ErrLocked`).
+        public static let locked = Self(.locked)
+        /// The session's lease is gone, so a lock or leadership it held is no longer held
+        /// (Go's `concurrency.ErrSessionExpired`).
+        public static let sessionExpired = Self(.sessionExpired)
+        /// The election is not led by this campaigner (Go's `concurrency.ErrElectionNotLeader`).
+        public static let electionNotLeader = Self(.electionNotLeader)
+        /// The election has no leader (Go's `concurrency.ErrElectionNoLeader`).
+        public static let electionNoLeader = Self(.electionNoLeader)
+        /// A recipe found its key already taken (Go's `recipe.ErrKeyExists`).
+        public static let keyExists = Self(.keyExists)
+        /// A double barrier already has its full count of participants (Go's `recipe.ErrTooManyClients`).
+        public static let tooManyClients = Self(.tooManyClients)
         /// The server cancelled a watch.
         public static let watchCanceled = Self(.watchCanceled)
         /// A member with that ID already exists.
@@ -247,6 +264,11 @@ extension EtcdClientError {
         "etcdserver: requested lease not found": .leaseNotFound,
         "etcdserver: lease already exists": .leaseExists,
         "etcdserver: too large lease TTL": .leaseTTLTooLarge,
+        // The v3election and v3lock services answer with the Go concurrency package's errors.
+        "election: not leader": .electionNotLeader,
+        "election: no leader": .electionNoLeader,
+        "election: session expired": .sessionExpired,
+        "mutex: Locked by another session": .locked,
         "etcdserver: watch canceled": .watchCanceled,
         "etcdserver: member ID already exist": .memberExists,
         "etcdserver: Peer URLs already exists": .peerURLExists,

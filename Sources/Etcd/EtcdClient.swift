@@ -36,6 +36,7 @@ public final class EtcdClient: Sendable {
     /// Work that must live as long as `run()` (watch streams): queued here, run as its child tasks.
     private let background = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
     let watcher = Watcher()
+    let lessor = Lessor()
 
     private enum Lifecycle {
         case idle
@@ -130,6 +131,7 @@ public final class EtcdClient: Sendable {
         self.background.continuation.finish()
         // Streams that never ran (shutdown before run) cannot end their watches themselves.
         self.watcher.finishAll()
+        self.lessor.finishAll()
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
         }

@@ -6,7 +6,7 @@
 //   etcd-swift-bench [global flags] range --total N --consistency l|s --key KEY
 //   etcd-swift-bench [global flags] txn   --total N --key-space K
 //   etcd-swift-bench [global flags] watch --watchers W --total N
-//   etcd-swift-bench [global flags] lease --total N      (not yet: needs the Lease API)
+//   etcd-swift-bench [global flags] lease --total N      (grant + keepalive-once + revoke)
 //
 // Global flags: --endpoints a,b,c --conns C --clients M
 import Etcd
@@ -160,10 +160,7 @@ func benchmark() async -> String {
     }
     let keyOf = Keys(size: keySize, space: keySpace)
 
-    if command == "lease" {
-        fail("the lease workload needs swift-etcd's Lease API, which is not implemented yet")
-    }
-    guard ["put", "range", "txn", "watch"].contains(command) else { fail("unknown command \"\(command)\"") }
+    guard ["put", "range", "txn", "watch", "lease"].contains(command) else { fail("unknown command \"\(command)\"") }
 
     var clients: [EtcdClient] = []
     for _ in 0..<max(conns, 1) {
@@ -190,6 +187,13 @@ func benchmark() async -> String {
         case "put":
             let r = await run(runningClients, workers: workers, total: total) { client, _ in
                 try await client.put(keyOf(Int.random(in: 0..<Int.max)), value: value)
+            }
+            (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+        case "lease":
+            let r = await run(runningClients, workers: workers, total: total) { client, _ in
+                let lease = try await client.grant(ttl: 60)
+                _ = try await client.keepAliveOnce(lease.id)
+                try await client.revoke(lease.id)
             }
             (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
         case "range":

@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-internal import EtcdAPI
+package import EtcdAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
 
 /// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
-final class EndpointConnection: Sendable {
+package final class EndpointConnection: Sendable {
     let endpoint: EtcdEndpoint
     let grpc: GRPCClient<TrackingTransport>
     let kv: Etcdserverpb_KV.Client<TrackingTransport>
     let maintenance: Etcdserverpb_Maintenance.Client<TrackingTransport>
     let auth: Etcdserverpb_Auth.Client<TrackingTransport>
     let watch: Etcdserverpb_Watch.Client<TrackingTransport>
+    let lease: Etcdserverpb_Lease.Client<TrackingTransport>
+    package let lock: V3lockpb_Lock.Client<TrackingTransport>
+    package let election: V3electionpb_Election.Client<TrackingTransport>
 
     private struct State {
         var unhealthyUntil: ContinuousClock.Instant?
@@ -93,6 +96,9 @@ final class EndpointConnection: Sendable {
         self.maintenance = .init(wrapping: self.grpc)
         self.auth = .init(wrapping: self.grpc)
         self.watch = .init(wrapping: self.grpc)
+        self.lease = .init(wrapping: self.grpc)
+        self.lock = .init(wrapping: self.grpc)
+        self.election = .init(wrapping: self.grpc)
     }
 
     /// Whether the endpoint may be used now (it has not failed recently).

@@ -27,6 +27,7 @@ public struct EtcdServerVersion: Sendable, Hashable, Comparable, CustomStringCon
     public var description: String { "\(self.major).\(self.minor).\(self.patch)" }
 
     static let v3_2 = Self(major: 3, minor: 2)
+    static let v3_3 = Self(major: 3, minor: 3)
     static let v3_5 = Self(major: 3, minor: 5)
     static let v3_6 = Self(major: 3, minor: 6)
     static let v3_7 = Self(major: 3, minor: 7)

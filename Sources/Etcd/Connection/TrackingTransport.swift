@@ -14,25 +14,25 @@ final class AtomicFlag: Sendable {
 ///
 /// A mutation may only be retried when it provably never left the client; a call whose stream was
 /// never opened (no connection, connection refused, channel in transient failure) qualifies.
-struct TrackingTransport: ClientTransport {
+package struct TrackingTransport: ClientTransport {
     /// Set by the transport when the current call opened a stream to the server.
     @TaskLocal static var streamOpened: AtomicFlag?
 
-    typealias Bytes = HTTP2ClientTransport.Posix.Bytes
+    package typealias Bytes = HTTP2ClientTransport.Posix.Bytes
 
     let base: HTTP2ClientTransport.Posix
 
-    var retryThrottle: RetryThrottle? { self.base.retryThrottle }
+    package var retryThrottle: RetryThrottle? { self.base.retryThrottle }
 
-    func connect() async throws { try await self.base.connect() }
+    package func connect() async throws { try await self.base.connect() }
 
-    func beginGracefulShutdown() { self.base.beginGracefulShutdown() }
+    package func beginGracefulShutdown() { self.base.beginGracefulShutdown() }
 
-    func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
+    package func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
         self.base.config(forMethod: descriptor)
     }
 
-    func withStream<T: Sendable>(
+    package func withStream<T: Sendable>(
         descriptor: MethodDescriptor,
         options: CallOptions,
         _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T

@@ -15,7 +15,7 @@ final class WatchEntry: Sendable {
     let progressNotify: Bool
     let createdNotify: Bool
     let fragment: Bool
-    let buffer: WatchBuffer
+    let buffer: ResponseBuffer<EtcdWatchResponse>
 
     enum Phase {
         /// Not registered on the server (not connected yet, disconnected, or about to resume).
@@ -52,7 +52,7 @@ final class WatchEntry: Sendable {
         self.progressNotify = request.progressNotify
         self.createdNotify = createdNotify
         self.fragment = request.fragment
-        self.buffer = WatchBuffer(limit: bufferLimit, onDrained: onDrained)
+        self.buffer = ResponseBuffer<EtcdWatchResponse>(limit: bufferLimit, onDrained: onDrained)
     }
 
     /// The create request to (re-)register the watch under `id`, from where it has got to.

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// The acknowledged renewals of one lease, in order; ends when the lease is lost.
+///
+/// Every acknowledgement is delivered, however slowly the sequence is read: renewals never wait
+/// for the reader. The sequence throws ``EtcdClientError`` `leaseNotFound` when the server says the
+/// lease is gone (revoked, or expired), and `leaseExpired` when no renewal was acknowledged before
+/// its deadline. It ends without an error when the client shuts down. Cancelling the task reading
+/// it throws `CancellationError`.
+public struct EtcdLeaseKeepAliveResponses: AsyncSequence, Sendable {
+    public typealias Element = EtcdLeaseKeepAliveResponse
+    public typealias Failure = any Error
+
+    /// The lease being kept alive, with its current state.
+    public let lease: EtcdLease
+    let buffer: ResponseBuffer<EtcdLeaseKeepAliveResponse>
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: self.buffer) }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let buffer: ResponseBuffer<EtcdLeaseKeepAliveResponse>
+
+        public mutating func next() async throws -> EtcdLeaseKeepAliveResponse? {
+            try await self.buffer.next()
+        }
+    }
+}
+
+@available(*, unavailable)
+extension EtcdLeaseKeepAliveResponses.AsyncIterator: Sendable {}

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+internal import EtcdAPI
+import GRPCCore
+import Logging
+import Synchronization
+
+/// Keeps leases alive over one LeaseKeepAlive stream per client.
+///
+/// The stream lives in a background task of ``EtcdClient/run()``, started with the first kept lease.
+/// Each lease is renewed every TTL/3; acknowledgements go to every reader of that lease, into
+/// unbounded buffers, so a slow reader never delays a renewal or loses a response. When the stream
+/// breaks, or a renewal goes unanswered for too long, the stream is opened again on another
+/// endpoint and every lease is renewed at once. A lease ends for everyone when the server answers
+/// TTL <= 0 (`leaseNotFound`) or its deadline passes without renewal (`leaseExpired`).
+final class Lessor: Sendable {
+    /// How often due renewals are sent and deadlines checked.
+    static let tick = Duration.milliseconds(250)
+
+    private struct Entry {
+        let lease: EtcdLease
+        /// Readers of keepalive responses, by token.
+        var readers: [Int: ResponseBuffer<EtcdLeaseKeepAliveResponse>] = [:]
+        /// Holders that only want the lease kept (no responses), by token.
+        var keepers: Set<Int> = []
+        /// When the next renewal is due.
+        var nextSend: ContinuousClock.Instant
+        /// When the oldest renewal not yet acknowledged was sent.
+        var unansweredSince: ContinuousClock.Instant?
+        /// When the oldest renewal not yet acknowledged was sent on the current stream.
+        var unansweredOnStreamSince: ContinuousClock.Instant?
+
+        var isUnused: Bool { self.readers.isEmpty && self.keepers.isEmpty }
+    }
+
+    private struct State {
+        var entries: [Int64: Entry] = [:]
+        var nextToken = 0
+        var outbound: AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.Continuation?
+        var started = false
+        var shutDown = false
+    }
+    private let state = Mutex(State())
+
+    /// A registration made by ``keep(_:ttl:since:reader:client:)``, for ``release(_:)``.
+    struct Token: Sendable {
+        let id: Int64
+        let token: Int
+    }
+
+    // MARK: Registrations
+
+    /// Starts (or joins) keeping lease `id` alive; with `reader`, its acknowledgements are pushed there.
+    ///
+    /// - Parameters:
+    ///   - ttl: the lease's TTL when known (just granted), which sets the first deadline.
+    ///   - since: when the lease was known to have `ttl` left.
+    func keep(
+        _ id: Int64,
+        ttl: Int64?,
+        since: ContinuousClock.Instant,
+        reader: ResponseBuffer<EtcdLeaseKeepAliveResponse>?,
+        client: EtcdClient
+    ) -> (EtcdLease, Token) {
+        let unknownTTLDeadline = max(client.configuration.dialTimeout, .seconds(5))
+        let (lease, token, start, shutDown) = self.state.withLock { state in
+            let token = state.nextToken
+            state.nextToken += 1
+            var entry =
+                state.entries[id]
+                ?? Entry(
+                    lease: EtcdLease(id: id, ttl: ttl, since: since, unknownTTLDeadline: unknownTTLDeadline),
+                    nextSend: .now
+                )
+            if let reader { entry.readers[token] = reader } else { entry.keepers.insert(token) }
+            let isNew = state.entries[id] == nil
+            state.entries[id] = entry
+            if isNew, let outbound = state.outbound, !state.shutDown {
+                // Renew at once: the first acknowledgement tells us the TTL.
+                Self.send(id, &state.entries[id]!, outbound)
+            }
+            defer { state.started = true }
+            return (entry.lease, Token(id: id, token: token), !state.started, state.shutDown)
+        }
+        if shutDown {
+            // The client is shut down: nothing will renew the lease, and the readers end now.
+            reader?.finish()
+        } else if start {
+            client.runInBackground { await self.run(client: client) }
+        }
+        return (lease, token)
+    }
+
+    /// Ends a registration; the lease is no longer renewed once nobody holds it.
+    func release(_ token: Token) {
+        let reader = self.state.withLock { state -> ResponseBuffer<EtcdLeaseKeepAliveResponse>? in
+            guard var entry = state.entries[token.id] else { return nil }
+            let reader = entry.readers.removeValue(forKey: token.token)
+            entry.keepers.remove(token.token)
+            state.entries[token.id] = entry.isUnused ? nil : entry
+            return reader
+        }
+        reader?.finish()
+    }
+
+    /// The lease ended for `reason` (revoked by this client, or found gone): ends every registration.
+    func end(_ id: Int64, _ reason: EtcdClientError) {
+        guard let entry = self.state.withLock({ $0.entries.removeValue(forKey: id) }) else { return }
+        entry.lease.end(reason)
+        for reader in entry.readers.values { reader.finish(throwing: reason) }
+    }
+
+    /// Ends every reader without an error (the client shuts down); leases are no longer renewed.
+    func finishAll() {
+        let entries = self.state.withLock { state in
+            state.shutDown = true
+            defer { state.entries = [:] }
+            return Array(state.entries.values)
+        }
+        for entry in entries {
+            entry.lease.setStop(nil)
+            for reader in entry.readers.values { reader.finish() }
+        }
+    }
+
+    var keptCount: Int { self.state.withLock { $0.entries.count } }
+
+    // MARK: The stream
+
+    private static func send(
+        _ id: Int64,
+        _ entry: inout Entry,
+        _ outbound: AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.Continuation
+    ) {
+        let now = ContinuousClock.now
+        var request = Etcdserverpb_LeaseKeepAliveRequest()
+        request.id = id
+        outbound.yield(request)
+        if entry.unansweredSince == nil { entry.unansweredSince = now }
+        if entry.unansweredOnStreamSince == nil { entry.unansweredOnStreamSince = now }
+        // Until answered, ask again after a second (or a third of the TTL, if shorter).
+        let ttl = entry.lease.ttl.map { Duration.seconds($0) / 3 } ?? .seconds(1)
+        entry.nextSend = now + min(ttl, .seconds(1))
+    }
+
+    /// Keeps the stream open until cancelled (the client shuts down).
+    private func run(client: EtcdClient) async {
+        var attempt = 0
+        while !Task.isCancelled {
+            let connection = client.pickConnection()
+            let (requests, outbound) = AsyncStream.makeStream(of: Etcdserverpb_LeaseKeepAliveRequest.self)
+            let openedAt = ContinuousClock.now
+            self.state.withLock { state in
+                state.outbound = outbound
+                // A new stream renews every lease at once.
+                for id in state.entries.keys {
+                    state.entries[id]!.nextSend = openedAt
+                    state.entries[id]!.unansweredOnStreamSince = nil
+                }
+            }
+            var failure: EtcdClientError?
+            let received = AtomicFlag()
+            do {
+                var metadata = try await client.streamMetadata()
+                // A member that loses its leader ends the stream (noLeader) instead of keeping it silent.
+                metadata.addString("true", forKey: "hasleader")
+                let request = StreamingClientRequest(of: Etcdserverpb_LeaseKeepAliveRequest.self, metadata: metadata) {
+                    writer in
+                    for await request in requests {
+                        try await writer.write(request)
+                    }
+                }
+                // The ticker runs beside the call, not in its response handler: etcd sends the
+                // response headers only with the first answer, which needs a renewal sent first.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await connection.lease.leaseKeepAlive(request: request, options: .defaults) { response in
+                            for try await message in response.messages {
+                                received.set()
+                                self.handle(message)
+                            }
+                        }
+                        throw EtcdClientError(
+                            code: .unavailable,
+                            message: "\(connection.endpoint) ended the lease keepalive stream",
+                            endpoint: connection.endpoint.description
+                        )
+                    }
+                    group.addTask {
+                        while true {
+                            try self.tick(endpoint: connection.endpoint.description)
+                            try await Task.sleep(for: Self.tick)
+                        }
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            } catch {
+                if Task.isCancelled { break }
+                failure = EtcdClientError.from(error, endpoint: connection.endpoint.description) as? EtcdClientError
+            }
+            outbound.finish()
+            self.state.withLock { $0.outbound = nil }
+            if Task.isCancelled { break }
+            if received.isSet {
+                attempt = 0
+                connection.markHealthy()
+            }
+            if let failure {
+                client.logger.debug(
+                    "etcd lease keepalive stream broke; reopening",
+                    metadata: ["etcd_endpoint": "\(connection.endpoint)", "etcd_code": "\(failure.code)"]
+                )
+                switch failure.code {
+                case .invalidAuthToken, .authOldRevision:
+                    client.forgetToken()
+                case .unavailable:
+                    connection.markUnhealthy()
+                default:
+                    if client.connections.count > 1 { connection.markUnhealthy() }
+                }
+                if failure.isTLSFailure || failure.code == .authFailed || failure.code == .userEmpty {
+                    // Configuration problems: reopening cannot help, and leases must not look kept.
+                    self.endAll(failure)
+                }
+            }
+            attempt += 1
+            let backoff = min(
+                client.configuration.retry.initialBackoff * (1 << min(attempt, 10)),
+                client.configuration.retry.maxBackoff
+            )
+            // Renewals continue at once on another endpoint; the same one is retried with a backoff.
+            do { try await Task.sleep(for: attempt == 1 ? .zero : backoff) } catch { break }
+        }
+        self.state.withLock { state in
+            state.outbound?.finish()
+            state.outbound = nil
+        }
+        self.finishAll()
+    }
+
+    /// Sends due renewals and ends leases whose deadline passed. Throws to reopen the stream when a
+    /// renewal sent on it went unanswered for too long (the member or its leader is gone).
+    private func tick(endpoint: String) throws {
+        let now = ContinuousClock.now
+        var expired: [Entry] = []
+        var stuck = false
+        self.state.withLock { state in
+            guard let outbound = state.outbound else { return }
+            for id in state.entries.keys {
+                let entry = state.entries[id]!
+                if now >= entry.lease.deadline {
+                    expired.append(state.entries.removeValue(forKey: id)!)
+                    continue
+                }
+                if let since = entry.unansweredOnStreamSince {
+                    // Acknowledgements take milliseconds; an election takes about a second.
+                    let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
+                    if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
+                }
+                if entry.nextSend <= now {
+                    Self.send(id, &state.entries[id]!, outbound)
+                }
+            }
+        }
+        for entry in expired {
+            let reason = entry.lease.expired(entry.lease.deadline)
+            entry.lease.end(reason)
+            for reader in entry.readers.values { reader.finish(throwing: reason) }
+        }
+        if stuck {
+            throw EtcdClientError(
+                code: .unavailable,
+                message: "a lease renewal sent to \(endpoint) went unanswered; reopening the keepalive stream",
+                endpoint: endpoint
+            )
+        }
+    }
+
+    private func handle(_ message: Etcdserverpb_LeaseKeepAliveResponse) {
+        if message.ttl <= 0 {
+            self.end(
+                message.id,
+                EtcdClientError(
+                    code: .leaseNotFound,
+                    message: """
+                        etcdserver: requested lease not found: lease \(message.id) was revoked or has expired, \
+                        and its keys are deleted; grant a new lease
+                        """
+                )
+            )
+            return
+        }
+        let renewed = self.state.withLock { state -> (EtcdLease, [ResponseBuffer<EtcdLeaseKeepAliveResponse>])? in
+            guard var entry = state.entries[message.id] else { return nil }
+            let sentAt = entry.unansweredSince ?? .now
+            entry.unansweredSince = nil
+            entry.unansweredOnStreamSince = nil
+            entry.nextSend = sentAt + .seconds(message.ttl) / 3
+            entry.lease.renewed(ttl: message.ttl, sentAt: sentAt)
+            state.entries[message.id] = entry
+            return (entry.lease, Array(entry.readers.values))
+        }
+        guard let (_, readers) = renewed else { return }
+        let response = EtcdLeaseKeepAliveResponse(message)
+        for reader in readers { _ = reader.push(response) }
+    }
+
+    private func endAll(_ reason: EtcdClientError) {
+        let ids = self.state.withLock { Array($0.entries.keys) }
+        for id in ids { self.end(id, reason) }
+    }
+}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+import Synchronization
+
+/// Responses a stream has received but its consumer has not read yet.
+///
+/// With a `limit` (watches), ``push(_:)`` reports when the buffer is full so the producer can stop
+/// the server sending (a watch is suspended, so memory stays bounded and the shared stream keeps
+/// flowing for other watches); when the consumer has read it down to half, `onDrained` lets the
+/// producer resume. Without a limit (lease keepalives, which arrive every TTL/3) nothing is ever
+/// refused. Nothing is dropped either way.
+final class ResponseBuffer<Element: Sendable>: Sendable {
+    private struct State {
+        var items: [Element] = []
+        var head = 0
+        var end: Result<Void, any Error>?
+        var waiter: CheckedContinuation<Element?, any Error>?
+        var suspended = false
+    }
+    private let state = Mutex(State())
+    let limit: Int
+    private let onDrained: @Sendable () -> Void
+
+    /// - Parameter limit: the number of unread responses at which ``push(_:)`` returns `false`; nil for none.
+    init(limit: Int?, onDrained: @escaping @Sendable () -> Void = {}) {
+        self.limit = max(limit ?? .max, 2)
+        self.onDrained = onDrained
+    }
+
+    /// Hands a response to the consumer; returns `false` when the buffer is now full and the watch must be suspended.
+    func push(_ response: Element) -> Bool {
+        let (waiter, full) = self.state.withLock {
+            state -> (CheckedContinuation<Element?, any Error>?, Bool) in
+            guard state.end == nil else { return (nil, false) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, false)
+            }
+            state.items.append(response)
+            let full = state.items.count - state.head >= self.limit
+            if full { state.suspended = true }
+            return (nil, full)
+        }
+        waiter?.resume(returning: response)
+        return !full
+    }
+
+    /// Ends the sequence after the buffered responses: normally, or with `error`.
+    func finish(throwing error: (any Error)? = nil) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Element?, any Error>? in
+            guard state.end == nil else { return nil }
+            state.end = error.map { .failure($0) } ?? .success(())
+            defer { state.waiter = nil }
+            return state.head == state.items.count ? state.waiter : nil
+        }
+        if let error { waiter?.resume(throwing: error) } else { waiter?.resume(returning: nil) }
+    }
+
+    var isFinished: Bool { self.state.withLock { $0.end != nil } }
+
+    private enum Step {
+        case item(Element, drained: Bool)
+        case end(Result<Void, any Error>)
+        case wait
+    }
+
+    func next() async throws -> Element? {
+        let step = self.state.withLock { state -> Step in
+            if state.head < state.items.count {
+                let item = state.items[state.head]
+                state.head += 1
+                if state.head == state.items.count {
+                    state.items.removeAll(keepingCapacity: true)
+                    state.head = 0
+                } else if state.head > 64 && state.head * 2 > state.items.count {
+                    state.items.removeFirst(state.head)
+                    state.head = 0
+                }
+                var drained = false
+                if state.suspended && state.items.count - state.head <= self.limit / 2 {
+                    state.suspended = false
+                    drained = true
+                }
+                return .item(item, drained: drained)
+            }
+            if let end = state.end { return .end(end) }
+            return .wait
+        }
+        switch step {
+        case .item(let item, let drained):
+            if drained { self.onDrained() }
+            return item
+        case .end(let end):
+            try end.get()
+            return nil
+        case .wait:
+            break
+        }
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let immediate = self.state.withLock { state -> Result<Element?, any Error>? in
+                    if state.head < state.items.count {
+                        // Raced with a push: take it now.
+                        let item = state.items[state.head]
+                        state.head += 1
+                        return .success(item)
+                    }
+                    if let end = state.end { return end.map { nil } }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+}

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import EtcdTesting
+import Synchronization
+import Testing
+
+@Suite("Lease", .timeLimit(.minutes(2)))
+struct LeaseTests {
+    @Test("ExampleLease_grant: a key attached to a granted lease")
+    func grant() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 5)
+            #expect(lease.id != 0)
+            #expect(lease.ttl == 5)
+            try await client.put("foo", value: "bar", options: .lease(lease.id))
+            #expect(try await client.get("foo").kvs.first?.lease == lease.id)
+        }
+    }
+
+    @Test("ExampleLease_revoke prints number of keys: 0")
+    func revoke() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 5)
+            try await client.put("foo", value: "bar", options: .lease(lease.id))
+            try await client.revoke(lease.id)
+            let response = try await client.get("foo")
+            #expect("number of keys: \(response.kvs.count)" == "number of keys: 0")
+        }
+    }
+
+    @Test("ExampleLease_keepAlive prints ttl: 5")
+    func keepAlive() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 5)
+            try await client.put("foo", value: "bar", options: .lease(lease.id))
+            try await client.keepAlive(lease.id) { responses in
+                var iterator = responses.makeAsyncIterator()
+                let first = try #require(try await iterator.next())
+                #expect("ttl: \(first.ttl)" == "ttl: 5")
+                #expect(first.id == lease.id)
+                #expect(responses.lease.state == .alive)
+            }
+        }
+    }
+
+    @Test("ExampleLease_keepAliveOnce prints ttl: 5")
+    func keepAliveOnce() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 5)
+            try await client.put("foo", value: "bar", options: .lease(lease.id))
+            let response = try await client.keepAliveOnce(lease.id)
+            #expect("ttl: \(response.ttl)" == "ttl: 5")
+        }
+    }
+
+    @Test("timeToLive reports the granted TTL and the attached keys; leases() lists the lease")
+    func timeToLiveAndLeases() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 30)
+            try await client.put("a", value: "1", options: .lease(lease.id))
+            try await client.put("b", value: "2", options: .lease(lease.id))
+            let info = try await client.timeToLive(lease.id, attachedKeys: true)
+            #expect(info.grantedTTL == 30)
+            #expect(info.ttl > 0 && info.ttl <= 30)
+            #expect(info.keyStrings.sorted() == ["a", "b"])
+            #expect(try await client.timeToLive(lease.id).keys.isEmpty)
+            #expect(try await client.leases().ids.contains(lease.id))
+        }
+    }
+
+    @Test("bad input: unknown leases, negative TTL, a taken ID, a TTL over the maximum")
+    func badInput() async throws {
+        try await withEtcd { _, client in
+            let unknown: Int64 = 0x7777
+            #expect(await etcdErrorCode { try await client.revoke(unknown) }?.code == .leaseNotFound)
+            #expect(await etcdErrorCode { _ = try await client.timeToLive(unknown) }?.code == .leaseNotFound)
+            #expect(await etcdErrorCode { _ = try await client.keepAliveOnce(unknown) }?.code == .leaseNotFound)
+            #expect(
+                await etcdErrorCode { try await client.put("k", value: "v", options: .lease(unknown)) }?.code
+                    == .leaseNotFound)
+            #expect(await etcdErrorCode { _ = try await client.grant(ttl: -1) }?.code == .invalidArgument)
+            #expect(await etcdErrorCode { _ = try await client.grant(ttl: 5, id: -3) }?.code == .invalidArgument)
+            #expect(
+                await etcdErrorCode { _ = try await client.grant(ttl: 9_000_000_001) }?.code == .leaseTTLTooLarge)
+            let taken = try await client.grant(ttl: 5, id: 0x1234)
+            #expect(taken.id == 0x1234)
+            #expect(await etcdErrorCode { _ = try await client.grant(ttl: 5, id: 0x1234) }?.code == .leaseExists)
+            // The failed calls changed nothing.
+            #expect(try await client.get("k").kvs.isEmpty)
+        }
+    }
+
+    @Test("keepAlive of an unknown lease ends its sequence with leaseNotFound and the lease is lost")
+    func keepAliveUnknown() async throws {
+        try await withEtcd { _, client in
+            try await client.keepAlive(0x4242) { responses in
+                let error = await etcdErrorCode {
+                    for try await _ in responses { Issue.record("an unknown lease was renewed") }
+                }
+                #expect(error?.code == .leaseNotFound)
+                #expect(responses.lease.state == .lost)
+                #expect(responses.lease.lossReason?.code == .leaseNotFound)
+            }
+        }
+    }
+
+    @Test("keys attached to a lease that is not kept alive disappear when it expires")
+    func expiry() async throws {
+        try await withEtcd { _, client in
+            let lease = try await client.grant(ttl: 2)
+            let put = try await client.put("ephemeral", value: "x", options: .lease(lease.id))
+            try await client.watch("ephemeral", options: .revision(put.header.revision + 1)) { responses in
+                let events = try await within(.seconds(10), "the lease to expire") {
+                    try await collectEvents(responses, count: 1)
+                }
+                #expect(events.map(\.type) == [.delete])
+            }
+            #expect(try await client.get("ephemeral").kvs.isEmpty)
+            #expect(await etcdErrorCode { _ = try await client.timeToLive(lease.id) }?.code == .leaseNotFound)
+        }
+    }
+
+    @Test("a kept-alive lease outlives its TTL, and every renewal reaches a reader that reads late")
+    func keepAliveOutlivesTTL() async throws {
+        try await withEtcd { _, client in
+            let kept = try await client.grant(ttl: 2)
+            let clock = try await client.grant(ttl: 2)
+            try await client.put("kept", value: "x", options: .lease(kept.id))
+            try await client.keepAlive(kept.id) { keptResponses in
+                // Don't read `keptResponses` for a while; time is measured by the other lease's renewals.
+                let start = ContinuousClock.now
+                try await client.keepAlive(clock.id) { clockResponses in
+                    try await within(.seconds(20), "renewals for 5 s") {
+                        for try await _ in clockResponses where ContinuousClock.now - start > .seconds(5) { break }
+                    }
+                }
+                #expect(keptResponses.lease.state == .alive)
+                #expect(try await client.timeToLive(kept.id).ttl > 0)
+                #expect(try await client.get("kept").kvs.count == 1)
+                // 5 s at one renewal per TTL/3 (0.67 s): every acknowledgement was kept for the late reader.
+                var count = 0
+                var iterator = keptResponses.makeAsyncIterator()
+                while count < 5, try await iterator.next() != nil { count += 1 }
+                #expect(count == 5)
+            }
+        }
+    }
+
+    @Test("a revoke from another client ends the keepalive sequence with leaseNotFound")
+    func revokeFromAnotherClient() async throws {
+        try await withEtcd { cluster, client in
+            let lease = try await client.grant(ttl: 5)
+            try await client.keepAlive(lease.id) { responses in
+                try await withEtcdClient(cluster.clientConfiguration()) { other in
+                    try await other.revoke(lease.id)
+                }
+                let error = try await within(.seconds(10), "the keepalive to end") {
+                    await etcdErrorCode { for try await _ in responses {} }
+                }
+                #expect(error?.code == .leaseNotFound)
+                #expect(responses.lease.state == .lost)
+                let reason = try await within(.seconds(1), "waitUntilLost") {
+                    try await responses.lease.waitUntilLost()
+                }
+                #expect(reason.code == .leaseNotFound)
+            }
+        }
+    }
+
+    @Test("withLease revokes its lease after the body: returning, throwing, or cancelled")
+    func withLease() async throws {
+        struct Failure: Error {}
+        try await withEtcd { _, client in
+            let id = try await client.withLease(ttl: 30) { lease in
+                try await client.put("scoped", value: "1", options: .lease(lease.id))
+                #expect(lease.state == .alive)
+                return lease.id
+            }
+            #expect(try await client.get("scoped").kvs.isEmpty)
+            #expect(await etcdErrorCode { _ = try await client.timeToLive(id) }?.code == .leaseNotFound)
+
+            let thrownID = Shared<Int64>(0)
+            await #expect(throws: Failure.self) {
+                try await client.withLease(ttl: 30) { lease in
+                    thrownID.value = lease.id
+                    try await client.put("scoped", value: "2", options: .lease(lease.id))
+                    throw Failure()
+                }
+            }
+            #expect(try await client.get("scoped").kvs.isEmpty)
+            #expect(
+                await etcdErrorCode { _ = try await client.timeToLive(thrownID.value) }?.code
+                    == .leaseNotFound)
+
+            // Cancelled while the body waits: the revoke still happens.
+            let (started, startedContinuation) = AsyncStream.makeStream(of: Int64.self)
+            let task = Task {
+                try await client.withLease(ttl: 30) { lease in
+                    try await client.put("scoped", value: "3", options: .lease(lease.id))
+                    startedContinuation.yield(lease.id)
+                    try await Task.sleep(for: .seconds(600))
+                }
+            }
+            var iterator = started.makeAsyncIterator()
+            let cancelledID = try #require(await iterator.next())
+            task.cancel()
+            await #expect(throws: CancellationError.self) { try await task.value }
+            #expect(try await client.get("scoped").kvs.isEmpty)
+            #expect(await etcdErrorCode { _ = try await client.timeToLive(cancelledID) }?.code == .leaseNotFound)
+        }
+    }
+
+    @Test("keepAliveInBackground keeps a lease until stopKeepAlive; then it expires and is seen lost")
+    func background() async throws {
+        try await withEtcd { _, client in
+            let grant = try await client.grant(ttl: 2)
+            let put = try await client.put("background", value: "x", options: .lease(grant.id))
+            let lease = try client.keepAliveInBackground(grant.id)
+            // Time is measured by another lease's renewals: 4 s, twice the TTL.
+            let clock = try await client.grant(ttl: 2)
+            let start = ContinuousClock.now
+            try await client.keepAlive(clock.id) { responses in
+                try await within(.seconds(20), "renewals for 4 s") {
+                    for try await _ in responses where ContinuousClock.now - start > .seconds(4) { break }
+                }
+            }
+            #expect(lease.state == .alive)
+            #expect(try await client.timeToLive(grant.id).ttl > 0)
+            lease.stopKeepAlive()
+            let reason = try await within(.seconds(10), "the lease to be lost") { try await lease.waitUntilLost() }
+            #expect(reason.code == .leaseExpired)
+            #expect(lease.state == .lost)
+            // The server expires it too, deleting its key.
+            try await client.watch("background", options: .revision(put.header.revision + 1)) { responses in
+                let events = try await within(.seconds(10), "the server to expire the lease") {
+                    try await collectEvents(responses, count: 1)
+                }
+                #expect(events.map(\.type) == [.delete])
+            }
+        }
+    }
+}
+
+@Suite("Lease keepalive across failures", .serialized, .timeLimit(.minutes(3)))
+struct LeaseFaultTests {
+    @Test("3 members: killing the leader while 100 leases (TTL 5 s) are kept alive expires none of them")
+    func killLeader() async throws {
+        try await withEtcd(members: 3) { cluster, client in
+            var ids: [Int64] = []
+            for index in 0..<100 {
+                let lease = try await client.grant(ttl: 5)
+                try await client.put("lease/\(index)", value: "x", options: .lease(lease.id))
+                ids.append(lease.id)
+            }
+            // A second client keeps the leases alive, its one keepalive stream on the leader (its first
+            // endpoint is its first pick), so the kill breaks the stream and renewals must move.
+            let leader = try await cluster.leaderIndex()
+            var configuration = cluster.clientConfiguration()
+            configuration.endpoints =
+                [cluster.members[leader].clientEndpoint]
+                + cluster.members.indices.filter { $0 != leader }.map { cluster.members[$0].clientEndpoint }
+            try await withEtcdClient(configuration) { keeper in
+                let killedAt = Shared<ContinuousClock.Instant?>(nil)
+                let (registered, registration) = AsyncStream.makeStream(of: Void.self)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for id in ids {
+                        group.addTask {
+                            try await keeper.keepAlive(id) { responses in
+                                registration.yield()
+                                // Read renewals until one arrives 6 s after the kill: more than the TTL.
+                                let renewed = try await within(.seconds(60), "renewals after the kill") {
+                                    for try await _ in responses {
+                                        if let killed = killedAt.value, ContinuousClock.now - killed > .seconds(6) {
+                                            return true
+                                        }
+                                    }
+                                    return false
+                                }
+                                #expect(
+                                    renewed, "lease \(id) was lost: \(String(describing: responses.lease.lossReason))")
+                            }
+                        }
+                    }
+                    var count = 0
+                    for await _ in registered {
+                        count += 1
+                        if count == ids.count { break }
+                    }
+                    killedAt.value = .now
+                    try await cluster.members[leader].kill()
+                    try await group.waitForAll()
+                }
+            }
+            let keys = try await withEtcdTimeout(.seconds(10)) { try await client.get("lease/", options: .prefix) }
+            #expect(keys.count == 100)
+        }
+    }
+}
