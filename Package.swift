@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Etcd", targets: ["Etcd"]),
+        .library(name: "EtcdConcurrency", targets: ["EtcdConcurrency"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
         .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
     ],
@@ -54,6 +55,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "EtcdConcurrency",
+            dependencies: [
+                "Etcd",
+                "EtcdAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "EtcdTesting",
             dependencies: [
                 "Etcd",
@@ -68,7 +78,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Tour",
-            dependencies: ["Etcd"],
+            dependencies: ["Etcd", "EtcdConcurrency"],
             path: "Examples/Tour",
             swiftSettings: swiftSettings
         ),
@@ -84,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdIntegrationTests",
-            dependencies: ["Etcd", "EtcdTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Etcd", "EtcdConcurrency", "EtcdTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

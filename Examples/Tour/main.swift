@@ -2,6 +2,7 @@
 // A tour of swift-etcd: run it against any etcd with `scripts/try`, or
 // `ETCD_ENDPOINTS=127.0.0.1:2379 swift run Tour`.
 import Etcd
+import EtcdConcurrency
 import Foundation
 
 let endpoints = (ProcessInfo.processInfo.environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379")
@@ -62,6 +63,33 @@ try await withEtcdClient(.init(endpoints: endpoints)) { client in
         print("lease \(lease.id): \(info.ttl) s left, keys \(info.keyStrings), state \(lease.state)")
     }
     print("after the lease: tour/instance exists: \(try await client.get("tour/instance").count == 1)")
+
+    // Locks and elections (EtcdConcurrency), interoperable with Go's and etcdctl's: a session is a
+    // kept-alive lease; withLock's body is cancelled if the session is lost.
+    try await client.withSession(ttl: 10) { session in
+        let mutex = EtcdMutex(session: session, name: "tour/lock")
+        try await mutex.withLock { fencingToken in
+            print("holding tour/lock (fencing token \(fencingToken))")
+        }
+        let election = EtcdElection(session: session, name: "tour/election")
+        try await election.campaign("tour-process")
+        print("leader of tour/election: \(try await election.leader().valueString)")
+        try await election.resign()
+    }
+
+    // Software transactions: reads and writes committed atomically, retried on conflict.
+    try await client.put("tour/alice", value: "100")
+    try await client.put("tour/bob", value: "0")
+    try await client.runSTM { stm in
+        let alice = Int(try await stm.get("tour/alice")) ?? 0
+        let bob = Int(try await stm.get("tour/bob")) ?? 0
+        stm.put("tour/alice", String(alice - 30))
+        stm.put("tour/bob", String(bob + 30))
+    }
+    let balances = try await client.get("tour/", options: .prefix).kvs.filter {
+        $0.keyString.hasSuffix("alice") || $0.keyString.hasSuffix("bob")
+    }
+    print("after the transfer: \(balances.map { "\($0.keyString)=\($0.valueString)" }.joined(separator: ", "))")
 
     // Bad input gets a typed error before anything is sent.
     do {

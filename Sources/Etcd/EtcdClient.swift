@@ -188,7 +188,7 @@ public func withEtcdClient<Result: Sendable>(
 
 extension EtcdClient {
     /// How a call may be retried.
-    enum Retry {
+    package enum Retry {
         /// Safe to repeat: retried on transport failures and etcd's transient errors.
         case idempotent
         /// Changes state: retried only when it provably never reached a server.
@@ -196,7 +196,7 @@ extension EtcdClient {
     }
 
     /// Runs one RPC against a healthy endpoint (or `pinned`), with retries, auth and deadline handling.
-    func call<Result: Sendable>(
+    package func call<Result: Sendable>(
         _ method: String,
         retry: Retry,
         pinned: EndpointConnection? = nil,

@@ -279,6 +279,19 @@ public final class EtcdTestCluster: Sendable {
     /// - Throws: ``EtcdTestingError`` with etcdctl's output when it exits with an error.
     @discardableResult
     public func etcdctl(_ arguments: [String]) throws -> String {
+        let (etcdctl, flags) = try self.etcdctlCommand()
+        return try EtcdBinary.run(etcdctl, flags + arguments, environment: ["ETCDCTL_API": "3"])
+    }
+
+    /// Starts the `etcdctl` beside the cluster's etcd binary in the background (for commands that
+    /// keep running, like `lock` and `elect`); read its output with ``EtcdctlProcess/lines``.
+    public func startEtcdctl(_ arguments: [String]) throws -> EtcdctlProcess {
+        let (etcdctl, flags) = try self.etcdctlCommand()
+        return try EtcdctlProcess(executable: etcdctl, arguments: flags + arguments)
+    }
+
+    /// The etcdctl binary and the flags that point it at the running members.
+    private func etcdctlCommand() throws -> (String, [String]) {
         let etcdctl = URL(fileURLWithPath: self.binary).deletingLastPathComponent().appendingPathComponent("etcdctl")
             .path
         guard FileManager.default.isExecutableFile(atPath: etcdctl) else {
@@ -292,7 +305,7 @@ public final class EtcdTestCluster: Sendable {
                 flags += ["--cert", certificates.clientCertificateFile, "--key", certificates.clientKeyFile]
             }
         }
-        return try EtcdBinary.run(etcdctl, flags + arguments, environment: ["ETCDCTL_API": "3"])
+        return (etcdctl, flags)
     }
 
     /// Kills every member and removes the cluster's folder. Safe to call more than once.

@@ -37,6 +37,7 @@ func etcdErrorCode(_ body: () async throws -> Void) async -> EtcdClientError? {
 final class SharedCounter: Sendable {
     private let value = Atomic<Int>(0)
     func increment() { self.value.add(1, ordering: .relaxed) }
+    func decrement() { self.value.subtract(1, ordering: .relaxed) }
     var count: Int { self.value.load(ordering: .relaxed) }
 }
 
@@ -86,4 +87,5 @@ final class Shared<Value: Sendable>: Sendable {
         get { self.storage.withLock { $0 } }
         set { self.storage.withLock { $0 = newValue } }
     }
+    func mutate(_ body: (inout Value) -> Void) { self.storage.withLock { body(&$0) } }
 }
