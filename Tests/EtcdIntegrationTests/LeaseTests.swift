@@ -243,6 +243,25 @@ struct LeaseTests {
 
 @Suite("Lease keepalive across failures", .serialized, .timeLimit(.minutes(3)))
 struct LeaseFaultTests {
+    @Test("renewals that go unanswered (the only member is frozen) end the keepalive with leaseExpired")
+    func unanswered() async throws {
+        try await withEtcd { cluster, client in
+            let grant = try await client.grant(ttl: 3)
+            let member = cluster.members[0]
+            try await client.keepAlive(grant.id) { responses in
+                for try await _ in responses { break }  // renewed once
+                try member.pause()
+                let error = try await within(.seconds(10), "the keepalive to end") {
+                    await etcdErrorCode { for try await _ in responses {} }
+                }
+                try member.resume()
+                #expect(error?.code == .leaseExpired)
+                #expect(responses.lease.state == .lost)
+                #expect(responses.lease.lossReason?.code == .leaseExpired)
+            }
+        }
+    }
+
     @Test("3 members: killing the leader while 100 leases (TTL 5 s) are kept alive expires none of them")
     func killLeader() async throws {
         try await withEtcd(members: 3) { cluster, client in

@@ -228,8 +228,15 @@ final class Lessor: Sendable {
                 client.configuration.retry.initialBackoff * (1 << min(attempt, 10)),
                 client.configuration.retry.maxBackoff
             )
-            // Renewals continue at once on another endpoint; the same one is retried with a backoff.
-            do { try await Task.sleep(for: attempt == 1 ? .zero : backoff) } catch { break }
+            // Renewals continue at once on another endpoint; the same one is retried with a backoff,
+            // during which leases whose deadline passes still end on time.
+            let resumeAt = ContinuousClock.now + (attempt == 1 ? .zero : backoff)
+            do {
+                while ContinuousClock.now < resumeAt {
+                    try await Task.sleep(until: min(resumeAt, .now + Self.tick))
+                    self.endExpired()
+                }
+            } catch { break }
         }
         self.state.withLock { state in
             state.outbound?.finish()
@@ -262,17 +269,31 @@ final class Lessor: Sendable {
                 }
             }
         }
-        for entry in expired {
-            let reason = entry.lease.expired(entry.lease.deadline)
-            entry.lease.end(reason)
-            for reader in entry.readers.values { reader.finish(throwing: reason) }
-        }
+        Self.end(expired)
         if stuck {
             throw EtcdClientError(
                 code: .unavailable,
                 message: "a lease renewal sent to \(endpoint) went unanswered; reopening the keepalive stream",
                 endpoint: endpoint
             )
+        }
+    }
+
+    /// Ends the leases whose deadline passed (while no stream is open).
+    private func endExpired() {
+        let now = ContinuousClock.now
+        let expired = self.state.withLock { state -> [Entry] in
+            let ids = state.entries.filter { now >= $0.value.lease.deadline }.map(\.key)
+            return ids.compactMap { state.entries.removeValue(forKey: $0) }
+        }
+        Self.end(expired)
+    }
+
+    private static func end(_ expired: [Entry]) {
+        for entry in expired {
+            let reason = entry.lease.expired(entry.lease.deadline)
+            entry.lease.end(reason)
+            for reader in entry.readers.values { reader.finish(throwing: reason) }
         }
     }
 
