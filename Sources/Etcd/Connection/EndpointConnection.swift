@@ -13,6 +13,7 @@ package final class EndpointConnection: Sendable {
     let auth: Etcdserverpb_Auth.Client<TrackingTransport>
     let watch: Etcdserverpb_Watch.Client<TrackingTransport>
     let lease: Etcdserverpb_Lease.Client<TrackingTransport>
+    let cluster: Etcdserverpb_Cluster.Client<TrackingTransport>
     package let lock: V3lockpb_Lock.Client<TrackingTransport>
     package let election: V3electionpb_Election.Client<TrackingTransport>
 
@@ -97,6 +98,7 @@ package final class EndpointConnection: Sendable {
         self.auth = .init(wrapping: self.grpc)
         self.watch = .init(wrapping: self.grpc)
         self.lease = .init(wrapping: self.grpc)
+        self.cluster = .init(wrapping: self.grpc)
         self.lock = .init(wrapping: self.grpc)
         self.election = .init(wrapping: self.grpc)
     }

@@ -45,6 +45,96 @@ extension EtcdClient {
         return response.version
     }
 
+    /// The alarms raised in the cluster (NOSPACE when the backend quota is exhausted, CORRUPT).
+    public func alarmList() async throws -> [EtcdAlarm] {
+        var request = Etcdserverpb_AlarmRequest()
+        request.action = .get
+        request.alarm = .none
+        let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
+            try await connection.maintenance.alarm(request, metadata: metadata, options: options)
+        }
+        return response.alarms.map(EtcdAlarm.init)
+    }
+
+    /// Clears an alarm (after fixing its cause: for NOSPACE, compact and defragment first, or the
+    /// alarm is raised again at the next write). Returns the alarms cleared.
+    @discardableResult
+    public func alarmDisarm(_ alarm: EtcdAlarm) async throws -> [EtcdAlarm] {
+        var request = Etcdserverpb_AlarmRequest()
+        request.action = .deactivate
+        request.memberID = alarm.memberID
+        request.alarm = alarm.type.proto
+        let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
+            try await connection.maintenance.alarm(request, metadata: metadata, options: options)
+        }
+        return response.alarms.map(EtcdAlarm.init)
+    }
+
+    /// Defragments one member's backend, returning the space compaction freed to the file system.
+    ///
+    /// The member blocks reads and writes while it defragments; do one member at a time.
+    @discardableResult
+    public func defragment(endpoint: String) async throws -> EtcdResponseHeader {
+        let connection = try self.connection(for: endpoint)
+        let response = try await self.call("Defragment", retry: .idempotent, pinned: connection) {
+            connection, options, metadata in
+            try await connection.maintenance.defragment(
+                Etcdserverpb_DefragmentRequest(), metadata: metadata, options: options)
+        }
+        return EtcdResponseHeader(response.header)
+    }
+
+    /// The hash of one member's key-value store up to `revision` (0 for the current one): equal
+    /// hashes on every member at one revision mean their data agree.
+    ///
+    /// - Throws: ``EtcdClientError`` `compacted` or `futureRevision` for a revision out of range.
+    public func hashKV(endpoint: String, revision: Int64 = 0) async throws -> EtcdHashKVResponse {
+        let connection = try self.connection(for: endpoint)
+        var request = Etcdserverpb_HashKVRequest()
+        request.revision = revision
+        let response = try await self.call("HashKV", retry: .idempotent, pinned: connection) {
+            connection, options, metadata in
+            try await connection.maintenance.hashKV(request, metadata: metadata, options: options)
+        }
+        return EtcdHashKVResponse(
+            header: EtcdResponseHeader(response.header),
+            hash: response.hash,
+            compactRevision: response.compactRevision,
+            hashRevision: response.hashRevision
+        )
+    }
+
+    /// Transfers leadership to the member `target` (a voting member's ID); sent to the current
+    /// leader, which must be one of the client's endpoints.
+    ///
+    /// - Throws: ``EtcdClientError`` `badLeaderTransferee` for an unknown or learner target;
+    ///   `notLeader` when no endpoint of the client is the leader.
+    @discardableResult
+    public func moveLeader(to target: UInt64) async throws -> EtcdResponseHeader {
+        var request = Etcdserverpb_MoveLeaderRequest()
+        request.targetID = target
+        // Only the leader can transfer leadership: find it among the endpoints.
+        var leaderConnection: EndpointConnection?
+        for connection in self.connections {
+            guard let status = try? await self.status(endpoint: connection.endpoint.description) else { continue }
+            if status.leader == status.header.memberID {
+                leaderConnection = connection
+                break
+            }
+        }
+        guard let leaderConnection else {
+            throw EtcdClientError(
+                code: .notLeader,
+                message: "moveLeader must be sent to the leader, and none of \(self.endpoints) is the leader now"
+            )
+        }
+        let response = try await self.call("MoveLeader", retry: .mutation, pinned: leaderConnection) {
+            connection, options, metadata in
+            try await connection.maintenance.moveLeader(request, metadata: metadata, options: options)
+        }
+        return EtcdResponseHeader(response.header)
+    }
+
     /// The client's connection to `endpoint`.
     func connection(for endpoint: String) throws(EtcdClientError) -> EndpointConnection {
         let parsed = try EtcdEndpoint.parse(endpoint, tlsByDefault: self.configuration.tls != nil)

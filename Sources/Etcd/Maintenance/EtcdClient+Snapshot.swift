@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+import Crypto
+internal import EtcdAPI
+import Foundation
+import GRPCCore
+
+/// What ``EtcdClient/snapshot(to:endpoint:progress:)`` saved.
+public struct EtcdSnapshot: Sendable {
+    /// The file written.
+    public var path: String
+    /// Its size in bytes (the backend database followed by its SHA-256).
+    public var size: Int64
+    /// The storage version the member reported (etcd 3.6+), else nil.
+    public var version: String?
+}
+
+extension EtcdClient {
+    /// Streams one member's backend database to `path`, checking its SHA-256 before the file appears.
+    ///
+    /// The data goes to `path.part` first and is renamed when complete and verified, so `path`
+    /// never holds a partial snapshot. Restore it with `etcdutl snapshot restore` (or `etcdctl
+    /// snapshot restore` before 3.5).
+    ///
+    /// - Parameters:
+    ///   - endpoint: the member to snapshot; any healthy endpoint when nil.
+    ///   - progress: called after each chunk with the bytes written so far and the bytes the member
+    ///     says remain.
+    /// - Throws: ``EtcdClientError`` `corrupt` when the checksum does not match; `invalidArgument`
+    ///   when `path` cannot be written.
+    @discardableResult
+    public func snapshot(
+        to path: String,
+        endpoint: String? = nil,
+        progress: (@Sendable (_ written: Int64, _ remaining: UInt64) -> Void)? = nil
+    ) async throws -> EtcdSnapshot {
+        let pinned = try endpoint.map { endpoint throws(EtcdClientError) in try self.connection(for: endpoint) }
+        let partial = path + ".part"
+        guard FileManager.default.createFile(atPath: partial, contents: nil),
+            let file = FileHandle(forWritingAtPath: partial)
+        else {
+            throw EtcdClientError(code: .invalidArgument, message: "cannot write the snapshot file \(partial)")
+        }
+        do {
+            let (size, version, digestMatches) = try await self.call("Snapshot", retry: .idempotent, pinned: pinned) {
+                connection, options, metadata in
+                try file.truncate(atOffset: 0)
+                return try await connection.maintenance.snapshot(
+                    Etcdserverpb_SnapshotRequest(), metadata: metadata, options: options
+                ) { response in
+                    // The stream is the database followed by its SHA-256 (32 bytes).
+                    var hasher = SHA256()
+                    var tail = Data()
+                    var written: Int64 = 0
+                    var version = ""
+                    for try await message in response.messages {
+                        try file.write(contentsOf: message.blob)
+                        written += Int64(message.blob.count)
+                        if !message.version.isEmpty { version = message.version }
+                        tail.append(message.blob)
+                        if tail.count > 32 {
+                            hasher.update(data: tail.prefix(tail.count - 32))
+                            tail = Data(tail.suffix(32))
+                        }
+                        progress?(written, message.remainingBytes)
+                    }
+                    let digest = Data(hasher.finalize())
+                    return (written, version, tail.count == 32 && digest == tail)
+                }
+            }
+            try file.synchronize()
+            try file.close()
+            guard digestMatches else {
+                try? FileManager.default.removeItem(atPath: partial)
+                throw EtcdClientError(
+                    code: .corrupt,
+                    message: "the snapshot's SHA-256 does not match its data; the partial file was removed, try again"
+                )
+            }
+            _ = try? FileManager.default.removeItem(atPath: path)
+            try FileManager.default.moveItem(atPath: partial, toPath: path)
+            return EtcdSnapshot(path: path, size: size, version: version.isEmpty ? nil : version)
+        } catch {
+            try? file.close()
+            try? FileManager.default.removeItem(atPath: partial)
+            throw error
+        }
+    }
+}
