@@ -7,8 +7,11 @@ import Testing
 struct AuthTests {
     /// A cluster with auth enabled: user root (password "rootpw") and user alice ("alicepw") with
     /// read-write access to ["foo", "zoo") only, as in the Go client's Auth example.
-    private func withAuthCluster(_ body: (EtcdTestCluster) async throws -> Void) async throws {
-        try await withEtcdTestCluster { cluster in
+    private func withAuthCluster(
+        arguments: [String] = [],
+        _ body: (EtcdTestCluster) async throws -> Void
+    ) async throws {
+        try await withEtcdTestCluster(.init(members: 1, extraArguments: arguments)) { cluster in
             try cluster.etcdctl(["user", "add", "root:rootpw"])
             try cluster.etcdctl(["role", "add", "r"])
             try cluster.etcdctl(["role", "grant-permission", "r", "readwrite", "foo", "zoo"])
@@ -38,6 +41,26 @@ struct AuthTests {
                 let denied = await etcdErrorCode { try await client.put("zoo1", value: "bar") }
                 #expect(denied?.code == .permissionDenied)
                 #expect(denied?.message == "etcdserver: permission denied")
+            }
+        }
+    }
+
+    @Test("with --auth-token-ttl 2, a client idle past its token's life keeps working; an open watch keeps delivering")
+    func tokenExpiry() async throws {
+        try await withAuthCluster(arguments: ["--auth-token-ttl", "2"]) { cluster in
+            try await withEtcdClient(configuration(cluster, "alice", "alicepw")) { client in
+                try await client.put("foo1", value: "before")
+                try await client.watch("foo2") { responses in
+                    // Idle past the token's TTL: that is the condition under test, not a synchronisation.
+                    try await Task.sleep(for: .seconds(4))
+                    try await client.put("foo2", value: "after")
+                    let events = try await within(.seconds(10), "the watch event") {
+                        try await collectEvents(responses, count: 1)
+                    }
+                    #expect(events.map(\.kv.valueString) == ["after"])
+                }
+                try await Task.sleep(for: .seconds(4))
+                #expect(try await client.get("foo1").kvs.first?.valueString == "before")
             }
         }
     }
