@@ -36,7 +36,7 @@ public final class EtcdClient: Sendable {
     /// Work that must live as long as `run()` (watch streams): queued here, run as its child tasks.
     private let background = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
     let watcher = Watcher()
-    let lessor = Lessor()
+    let lessor: Lessor
 
     private enum Lifecycle {
         case idle
@@ -70,6 +70,7 @@ public final class EtcdClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.connections = connections
+        self.lessor = Lessor(endpointCount: connections.count)
     }
 
     /// Runs the client's connections until ``shutdown()``, graceful shutdown of the service group, or cancellation.

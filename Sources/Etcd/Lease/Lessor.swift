@@ -40,6 +40,12 @@ final class Lessor: Sendable {
         var shutDown = false
     }
     private let state = Mutex(State())
+    /// Whether the client has more than one endpoint to move a stuck stream to.
+    private let canFailOver: Bool
+
+    init(endpointCount: Int) {
+        self.canFailOver = endpointCount > 1
+    }
 
     /// A registration made by ``keep(_:ttl:since:reader:client:)``, for ``release(_:)``.
     struct Token: Sendable {
@@ -259,7 +265,8 @@ final class Lessor: Sendable {
                     expired.append(state.entries.removeValue(forKey: id)!)
                     continue
                 }
-                if let since = entry.unansweredOnStreamSince {
+                // With one endpoint, reopening cannot help and would drop answers in flight.
+                if self.canFailOver, let since = entry.unansweredOnStreamSince {
                     // Acknowledgements take milliseconds; an election takes about a second.
                     let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
                     if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
