@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import Foundation
+import Synchronization
 
 /// A real etcd cluster of 1...N members on free loopback ports, with temporary data folders, for tests.
 ///
@@ -29,6 +30,10 @@ public final class EtcdTestCluster: Sendable {
         public var electionTimeout: Int
         /// Serve clients over TLS with certificates made by ``EtcdTestCertificates``; peers stay plaintext.
         public var tls: TLS?
+        /// A snapshot file (from ``EtcdClient/snapshot(to:endpoint:progress:)`` or `etcdctl snapshot
+        /// save`) every member starts from, restored with the `etcdutl` (or, before 3.5, `etcdctl`)
+        /// beside the etcd binary.
+        public var restoreSnapshot: String?
 
         /// How members serve clients over TLS.
         public struct TLS: Sendable, Hashable {
@@ -53,6 +58,7 @@ public final class EtcdTestCluster: Sendable {
             self.heartbeatInterval = 100
             self.electionTimeout = 1000
             self.tls = nil
+            self.restoreSnapshot = nil
         }
     }
 
@@ -67,6 +73,10 @@ public final class EtcdTestCluster: Sendable {
     /// The certificates members serve with, when the cluster uses TLS.
     public let certificates: EtcdTestCertificates?
     let configuration: Configuration
+    /// Arguments every member shares (TLS, timeouts, the caller's extras).
+    private let sharedArguments: [String]
+    /// Members made by ``makeJoiningMember()``, removed with the cluster.
+    private let joined = Mutex<[EtcdTestMember]>([])
 
     /// The members' client endpoints (`127.0.0.1:port`).
     public var clientEndpoints: [String] { self.members.map(\.clientEndpoint) }
@@ -77,8 +87,10 @@ public final class EtcdTestCluster: Sendable {
         serverVersion: String,
         directory: String,
         certificates: EtcdTestCertificates?,
-        configuration: Configuration
+        configuration: Configuration,
+        sharedArguments: [String]
     ) {
+        self.sharedArguments = sharedArguments
         self.certificates = certificates
         self.members = members
         self.binary = binary
@@ -138,33 +150,27 @@ public final class EtcdTestCluster: Sendable {
         let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(
             separator: ",")
         let token = "swift-etcd-\(UUID().uuidString.prefix(8))"
+        let sharedArguments =
+            [
+                "--heartbeat-interval", "\(configuration.heartbeatInterval)",
+                "--election-timeout", "\(configuration.electionTimeout)",
+            ] + tlsArguments + configuration.extraArguments
         let members = names.enumerated().map { index, name in
-            let clientPort = ports[index * 2]
-            let peerPort = ports[index * 2 + 1]
-            let dataDirectory = "\(directory)/\(name)"
-            let arguments =
-                [
-                    "--name", name,
-                    "--data-dir", dataDirectory,
-                    "--listen-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
-                    "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
-                    "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
-                    "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-                    "--initial-cluster", initialCluster,
-                    "--initial-cluster-state", "new",
+            Self.member(
+                name: name, scheme: scheme, clientPort: ports[index * 2], peerPort: ports[index * 2 + 1],
+                directory: directory, binary: binary,
+                clusterArguments: [
+                    "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
                     "--initial-cluster-token", token,
-                    "--heartbeat-interval", "\(configuration.heartbeatInterval)",
-                    "--election-timeout", "\(configuration.electionTimeout)",
-                ] + tlsArguments + configuration.extraArguments
-            return EtcdTestMember(
-                name: name,
-                clientScheme: scheme,
-                clientPort: clientPort,
-                peerPort: peerPort,
-                dataDirectory: dataDirectory,
-                binary: binary,
-                arguments: arguments
+                ],
+                sharedArguments: sharedArguments
             )
+        }
+        if let snapshot = configuration.restoreSnapshot {
+            for member in members {
+                try Self.restore(
+                    snapshot, into: member, binary: binary, initialCluster: initialCluster, token: token)
+            }
         }
         let cluster = EtcdTestCluster(
             members: members,
@@ -172,7 +178,8 @@ public final class EtcdTestCluster: Sendable {
             serverVersion: version,
             directory: directory,
             certificates: certificates,
-            configuration: configuration
+            configuration: configuration,
+            sharedArguments: sharedArguments
         )
         do {
             for member in members { try member.start() }
@@ -182,6 +189,83 @@ public final class EtcdTestCluster: Sendable {
             throw error
         }
         return cluster
+    }
+
+    private static func member(
+        name: String,
+        scheme: String,
+        clientPort: Int,
+        peerPort: Int,
+        directory: String,
+        binary: String,
+        clusterArguments: [String],
+        sharedArguments: [String]
+    ) -> EtcdTestMember {
+        let dataDirectory = "\(directory)/\(name)"
+        let arguments =
+            [
+                "--name", name,
+                "--data-dir", dataDirectory,
+                "--listen-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
+                "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
+                "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
+                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+            ] + clusterArguments + sharedArguments
+        return EtcdTestMember(
+            name: name,
+            clientScheme: scheme,
+            clientPort: clientPort,
+            peerPort: peerPort,
+            dataDirectory: dataDirectory,
+            binary: binary,
+            arguments: arguments
+        )
+    }
+
+    /// Restores `snapshot` into the data folder of `member`, as `etcdutl snapshot restore` does.
+    private static func restore(
+        _ snapshot: String,
+        into member: EtcdTestMember,
+        binary: String,
+        initialCluster: String,
+        token: String
+    ) throws {
+        let folder = URL(fileURLWithPath: binary).deletingLastPathComponent()
+        let etcdutl = folder.appendingPathComponent("etcdutl").path
+        let tool =
+            FileManager.default.isExecutableFile(atPath: etcdutl)
+            ? etcdutl : folder.appendingPathComponent("etcdctl").path
+        guard FileManager.default.isExecutableFile(atPath: tool) else {
+            throw EtcdTestingError("no etcdutl or etcdctl beside \(binary) to restore \(snapshot) with")
+        }
+        _ = try EtcdBinary.run(
+            tool,
+            [
+                "snapshot", "restore", snapshot, "--name", member.name, "--data-dir", member.dataDirectory,
+                "--initial-cluster", initialCluster, "--initial-cluster-token", token,
+                "--initial-advertise-peer-urls", member.peerURL,
+            ],
+            environment: ["ETCDCTL_API": "3"]
+        )
+    }
+
+    /// Makes (without starting) a member that joins this running cluster: add it first with
+    /// ``EtcdClient/memberAdd(peerURLs:isLearner:)`` using its ``EtcdTestMember/peerURL``, then
+    /// ``EtcdTestMember/start()`` it. It is removed with the cluster.
+    public func makeJoiningMember() throws -> EtcdTestMember {
+        let ports = try FreePorts.allocate(2)
+        let name = "j\(self.joined.withLock { $0.count })"
+        let peers = self.members.map { "\($0.name)=\($0.peerURL)" } + ["\(name)=http://127.0.0.1:\(ports[1])"]
+        let member = Self.member(
+            name: name, scheme: self.configuration.tls == nil ? "http" : "https", clientPort: ports[0],
+            peerPort: ports[1], directory: self.directory, binary: self.binary,
+            clusterArguments: [
+                "--initial-cluster", peers.joined(separator: ","), "--initial-cluster-state", "existing",
+            ],
+            sharedArguments: self.sharedArguments
+        )
+        self.joined.withLock { $0.append(member) }
+        return member
     }
 
     /// A client configuration for the running members, with the test CA and (for mutual TLS) the
@@ -310,7 +394,7 @@ public final class EtcdTestCluster: Sendable {
 
     /// Kills every member and removes the cluster's folder. Safe to call more than once.
     public func shutdown() async {
-        for member in self.members {
+        for member in self.members + self.joined.withLock({ $0 }) {
             try? await member.kill()
         }
         try? FileManager.default.removeItem(atPath: self.directory)

@@ -105,6 +105,35 @@ struct AdminTests {
             let removed = try await client.memberRemove(learner.id)
             #expect(removed.members.count == 3)
             #expect(await etcdErrorCode { _ = try await client.memberRemove(learner.id) }?.code == .memberNotFound)
+
+            // A learner that starts catches up, is promoted once ready, and serves as a voter.
+            try await client.put("before-join", value: "1")
+            let joining = try cluster.makeJoiningMember()
+            let joined = try #require(try await client.memberAdd(peerURLs: [joining.peerURL], isLearner: true).added)
+            try joining.start()
+            // etcd answers learnerNotReady until the learner's log is close to the leader's; it
+            // announces nothing, so the promotion is retried, bounded.
+            let promoted = try await within(.seconds(30), "the learner to be promotable") {
+                while true {
+                    do {
+                        return try await client.memberPromote(joined.id)
+                    } catch let error as EtcdClientError where error.code == .learnerNotReady {
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                }
+            }
+            #expect(promoted.members.count == 4)
+            #expect(promoted.members.allSatisfy { !$0.isLearner })
+            let status = try await withEtcdClient(.init(endpoints: [joining.clientEndpoint])) { newMember in
+                try await within(.seconds(10), "the new member to serve") {
+                    while true {
+                        if let kv = try? await newMember.get("before-join").kvs.first { return kv.valueString }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+            }
+            #expect(status == "1")
+            #expect(try await client.memberRemove(joined.id).members.count == 3)
         }
     }
 
@@ -145,6 +174,17 @@ struct AdminTests {
             let status = try cluster.etcdctl(["snapshot", "status", path, "--write-out", "json"])
             let revision = try await client.get("snap/99").kvs[0].modRevision
             #expect(status.contains("\"revision\":\(revision)"))
+
+            // Restored (by etcdutl or etcdctl) into a new cluster, it serves the same keys.
+            var restoreConfiguration = EtcdTestCluster.Configuration()
+            restoreConfiguration.restoreSnapshot = path
+            try await withEtcdTestCluster(restoreConfiguration) { restored in
+                try await withEtcdClient(restored.clientConfiguration()) { restoredClient in
+                    let keys = try await restoredClient.get("snap/", options: .prefix)
+                    #expect(keys.count == 100)
+                    #expect(try await restoredClient.get("snap/42").kvs.first?.valueString == "value 42")
+                }
+            }
         }
     }
 
