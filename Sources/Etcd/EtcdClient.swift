@@ -32,6 +32,7 @@ public final class EtcdClient: Sendable {
     let connections: [EndpointConnection]
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
+    /// The auth token; nil before authenticating, "" when the cluster has auth turned off.
     private let authToken = Mutex<String?>(nil)
     /// Work that must live as long as `run()` (watch streams): queued here, run as its child tasks.
     private let background = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
@@ -270,10 +271,12 @@ extension EtcdClient {
                         """
                     throw etcdError
                 }
-                if (etcdError.code == .invalidAuthToken || etcdError.code == .authOldRevision),
+                let authTurnedOn = etcdError.code == .userEmpty && self.authToken.withLock { $0 == "" }
+                if etcdError.code == .invalidAuthToken || etcdError.code == .authOldRevision || authTurnedOn,
                     self.configuration.authentication != nil, !reauthenticated
                 {
-                    // The token expired, or the member restarted and forgot it: authenticate once more.
+                    // The token expired, the member restarted and forgot it, or auth was turned on
+                    // since we found it off: authenticate once more.
                     reauthenticated = true
                     self.authToken.withLock { $0 = nil }
                     self.logger.debug(
@@ -382,12 +385,21 @@ extension EtcdClient {
     /// The auth token to send, authenticating first when credentials are configured and no token is held.
     private func currentToken(method: String) async throws -> String? {
         guard let credentials = self.configuration.authentication, method != "Authenticate" else { return nil }
-        if let token = self.authToken.withLock({ $0 }) { return token }
+        if let token = self.authToken.withLock({ $0 }) { return token.isEmpty ? nil : token }
         var request = Etcdserverpb_AuthenticateRequest()
         request.name = credentials.username
         request.password = credentials.password
-        let response = try await self.call("Authenticate", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.authenticate(request, metadata: metadata, options: options)
+        let response: Etcdserverpb_AuthenticateResponse
+        do {
+            response = try await self.call("Authenticate", retry: .idempotent) { connection, options, metadata in
+                try await connection.auth.authenticate(request, metadata: metadata, options: options)
+            }
+        } catch let error as EtcdClientError where error.code == .authNotEnabled {
+            // As Go's client does: credentials for a cluster without auth are not an error; calls
+            // go without a token until the cluster asks for one.
+            self.authToken.withLock { $0 = "" }
+            self.logger.debug("etcd auth is not enabled; sending no token")
+            return nil
         }
         self.authToken.withLock { $0 = response.token }
         self.logger.debug("etcd authenticated", metadata: ["etcd_user": "\(credentials.username)"])

@@ -92,6 +92,23 @@ struct AuthTests {
         }
     }
 
+    @Test("credentials for a cluster without auth are no error; once auth is turned on, the client authenticates")
+    func authNotEnabled() async throws {
+        try await withEtcdTestCluster { cluster in
+            try await withEtcdClient(configuration(cluster, "root", "rootpw")) { client in
+                try await client.put("k", value: "1")
+                try cluster.etcdctl(["user", "add", "root:rootpw"])
+                try cluster.etcdctl(["auth", "enable"])
+                try await client.put("k", value: "2")
+                #expect(try await client.get("k").kvs.first?.valueString == "2")
+                let anonymous = try await withEtcdClient(configuration(cluster, nil)) { anonymous in
+                    await etcdErrorCode { _ = try await anonymous.get("k") }
+                }
+                #expect(anonymous?.code == .userEmpty)
+            }
+        }
+    }
+
     @Test("a watch outside the user's permissions ends with permissionDenied; one inside works")
     func watchPermissions() async throws {
         try await withAuthCluster { cluster in
@@ -136,16 +153,23 @@ struct AuthTests {
         }
     }
 
-    @Test("after a restart forgets the token, the client authenticates again and carries on")
+    @Test("after a restart forgets the token, the client authenticates again; calls and an open watch carry on")
     func reauthenticateAfterRestart() async throws {
         try await withAuthCluster { cluster in
             try await withEtcdClient(configuration(cluster, "root", "rootpw")) { client in
                 try await client.put("foo", value: "before")
-                // Simple tokens live in the member's memory: a restart invalidates them.
-                try await cluster.members[0].restart()
-                try await cluster.waitUntilHealthy()
-                try await withEtcdTimeout(.seconds(10)) { try await client.put("foo", value: "after") }
-                #expect(try await client.get("foo").kvs.first?.valueString == "after")
+                try await client.watch("foo") { responses in
+                    // Simple tokens live in the member's memory: a restart invalidates them, for calls
+                    // and for the watch stream, which must register its watch again with a new token.
+                    try await cluster.members[0].restart()
+                    try await cluster.waitUntilHealthy()
+                    try await withEtcdTimeout(.seconds(10)) { try await client.put("foo", value: "after") }
+                    #expect(try await client.get("foo").kvs.first?.valueString == "after")
+                    let events = try await within(.seconds(10), "the watch to deliver after the restart") {
+                        try await collectEvents(responses, count: 1)
+                    }
+                    #expect(events.map(\.kv.valueString) == ["after"])
+                }
             }
         }
     }
