@@ -9,8 +9,18 @@
 //   etcd-swift-bench [global flags] lease --total N      (grant + keepalive-once + revoke)
 //
 // Global flags: --endpoints a,b,c --conns C --clients M
+//
+// Two scale workloads of our own (no Go counterpart), each printing a JSON line of its own:
+//   etcd-swift-bench [global flags] watch-scale --watches N    (N watches on distinct keys in one client)
+//   etcd-swift-bench [global flags] lease-scale --leases N --seconds S   (N leases kept alive by one client)
+//
+// After a workload, a sample of what it wrote is read back; a mismatch is reported and exits 3.
+// ETCD_BENCH_NIO_EXECUTOR=1 runs Swift concurrency's global executor on NIO's event loops (an
+// application-wide choice, see README).
 import Etcd
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -133,7 +143,7 @@ func benchmark() async -> String {
         afterGlobal.dropFirst(),
         known: [
             "total": "10000", "key-size": "8", "val-size": "256", "key-space": "10000", "consistency": "l",
-            "key": "bench-key", "watchers": "1",
+            "key": "bench-key", "watchers": "1", "watches": "10000", "leases": "10000", "seconds": "30",
         ]
     )
     var total = int(flags, "total")
@@ -160,7 +170,9 @@ func benchmark() async -> String {
     }
     let keyOf = Keys(size: keySize, space: keySpace)
 
-    guard ["put", "range", "txn", "watch", "lease"].contains(command) else { fail("unknown command \"\(command)\"") }
+    guard ["put", "range", "txn", "watch", "lease", "watch-scale", "lease-scale"].contains(command) else {
+        fail("unknown command \"\(command)\"")
+    }
 
     var clients: [EtcdClient] = []
     for _ in 0..<max(conns, 1) {
@@ -179,16 +191,27 @@ func benchmark() async -> String {
             if command == "range" { fail("seed key: \(error)") }
         }
 
+        if command == "watch-scale" {
+            return await watchScale(runningClients[0], watches: int(flags, "watches"), value: value)
+        }
+        if command == "lease-scale" {
+            return await leaseScale(runningClients[0], leases: int(flags, "leases"), seconds: int(flags, "seconds"))
+        }
         let usage0 = Usage.now()
+        var verification: (@Sendable () async throws -> Int)?
         var latencies: [Double] = []
         var errors = 0
         var elapsed = Duration.zero
         switch command {
         case "put":
-            let r = await run(runningClients, workers: workers, total: total) { client, _ in
-                try await client.put(keyOf(Int.random(in: 0..<Int.max)), value: value)
+            let written = Shared([String]())
+            let r = await run(runningClients, workers: workers, total: total) { client, i in
+                let key = keyOf(Int.random(in: 0..<Int.max))
+                try await client.put(key, value: value)
+                if i % 97 == 0 { written.withLock { $0.append(key) } }
             }
             (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+            verification = { try await verify(runningClients[0], keys: written.withLock { $0 }, value: value) }
         case "lease":
             let r = await run(runningClients, workers: workers, total: total) { client, _ in
                 let lease = try await client.grant(ttl: 60)
@@ -209,6 +232,8 @@ func benchmark() async -> String {
                     if: [.version(key) < (1 << 62)], then: [.put(key, value: value)], else: [.get(key)])
             }
             (latencies, errors, elapsed) = (r.0.sorted, r.1, r.2)
+            let sample = stride(from: 0, to: min(total, keySpace), by: 97).map { "txn-" + keyOf($0) }
+            verification = { try await verify(runningClients[0], keys: sample, value: value) }
         case "watch":
             // W watchers on one prefix; one writer puts total keys; figures are for total*W delivered
             // events, latency is put-to-delivery of the last watcher (as peer-bench measures it).
@@ -264,6 +289,18 @@ func benchmark() async -> String {
             fail("unknown command \"\(command)\"")
         }
         let usage1 = Usage.now()
+        if let verification {
+            do {
+                let mismatches = try await verification()
+                if mismatches > 0 {
+                    FileHandle.standardError.write(
+                        Data("etcd-swift-bench: \(mismatches) written keys read back wrong\n".utf8))
+                    exit(3)
+                }
+            } catch {
+                fail("reading back what was written: \(error)")
+            }
+        }
         let user = usage1.user - usage0.user
         let sys = usage1.sys - usage0.sys
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -279,4 +316,7 @@ func benchmark() async -> String {
     return output
 }
 
+if ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_EXECUTOR"] == "1" {
+    _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+}
 print(await benchmark())

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+import EtcdTesting
+import Foundation
+import Testing
+
+/// The benchmark's own correctness: it counts what it did, reads back what it wrote, and prints
+/// peer-bench's JSON line. Timings are not checked (they belong in benchmarks/RESULTS.md).
+@Suite("etcd-swift-bench", .timeLimit(.minutes(2)))
+struct BenchmarkTests {
+    /// The benchmark executable SwiftPM built beside the test bundle.
+    private func benchmark() throws -> String {
+        let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        var candidates = [folder.appendingPathComponent("etcd-swift-bench").path]
+        // The test bundle may sit inside a .xctest folder.
+        candidates.append(folder.deletingLastPathComponent().appendingPathComponent("etcd-swift-bench").path)
+        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw EtcdTestingError("etcd-swift-bench was not built beside the tests (looked in \(candidates))")
+        }
+        return path
+    }
+
+    private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try self.benchmark())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    private func json(_ output: String) throws -> [String: Any] {
+        let line = try #require(output.split(separator: "\n").last)
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test("each workload prints peer-bench's fields, counts its operations, and reads back a sample of its writes")
+    func workloads() async throws {
+        try await withEtcdTestCluster { cluster in
+            let endpoint = cluster.clientEndpoints[0]
+            let fields = [
+                "client", "op", "total", "errors", "conns", "clients", "seconds", "ops_per_sec", "p50_ms", "p99_ms",
+                "cpu_user_s", "cpu_sys_s", "cpu_us_per_op", "max_rss_kb",
+            ]
+            for (command, total) in [
+                (["put", "--total", "200"], 200), (["range", "--total", "100", "--consistency", "s"], 100),
+                (["txn", "--total", "100"], 100), (["lease", "--total", "50"], 50),
+                (["watch", "--watchers", "2", "--total", "100"], 200),
+            ] {
+                let (status, output) = try self.run(["--endpoints", endpoint, "--clients", "4"] + command)
+                #expect(status == 0, "\(command[0]): \(output)")
+                let result = try self.json(output)
+                #expect(Set(result.keys) == Set(fields), "\(command[0])")
+                #expect(result["client"] as? String == "swift-etcd")
+                #expect(result["op"] as? String == command[0])
+                #expect(result["total"] as? Int == total, "\(command[0])")
+                #expect(result["errors"] as? Int == 0, "\(command[0])")
+            }
+            // The put workload's keys are there with its value.
+            let keys = try cluster.etcdctl(["get", "--prefix", "--keys-only", "0"])
+            #expect(!keys.isEmpty)
+        }
+    }
+
+    @Test("an unreachable server is counted as errors, not hidden; bad flags exit 2")
+    func errors() throws {
+        // Nothing listens on port 1: every put fails after the dial timeout and is counted.
+        let (status, output) = try self.run(["--endpoints", "127.0.0.1:1", "--clients", "3", "put", "--total", "3"])
+        #expect(status == 0, "\(output)")
+        #expect(try self.json(output)["errors"] as? Int == 3)
+        let badFlag = try self.run(["put", "--no-such-flag", "1"])
+        #expect(badFlag.status == 2)
+        #expect(badFlag.output.contains("flag provided but not defined"))
+    }
+}
