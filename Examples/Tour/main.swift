@@ -91,6 +91,12 @@ try await withEtcdClient(.init(endpoints: endpoints)) { client in
     }
     print("after the transfer: \(balances.map { "\($0.keyString)=\($0.valueString)" }.joined(separator: ", "))")
 
+    // Namespaces: a view whose keys live under a prefix, which responses and events leave out.
+    let team = client.namespace("tour/team/")
+    try await team.txn(if: [.keyMissing("owner")], then: [.put("owner", value: "ada")])
+    let owned = try await team.get("", options: .prefix)
+    print("in tour/team/: \(owned.kvs.map { "\($0.keyString)=\($0.valueString)" })")
+
     // Bad input gets a typed error before anything is sent.
     do {
         try await client.put("", value: "")

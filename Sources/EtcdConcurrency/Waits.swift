@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Etcd
+import Etcd
 
 /// The waits the recipes share: for a key's deletion, for the deletion of every older key under a
 /// prefix, and for events on a key or prefix. Each watches from a known revision, so nothing that

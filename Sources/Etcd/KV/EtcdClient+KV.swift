@@ -15,8 +15,11 @@ extension EtcdClient {
     ///   `futureRevision` for a revision the store no longer or not yet has; `responseTooLarge` when the
     ///   result exceeds ``Configuration/maxCallReceiveMessageSize``.
     public func get(_ key: some EtcdBytes, options: EtcdGetOptions = []) async throws -> EtcdGetResponse {
-        let request = try EtcdRequests.range(key: key.etcdData, options: options)
-        if let pageSize = options.pageSize, !request.countOnly {
+        try await self.get(EtcdRequests.range(key: key.etcdData, options: options), pageSize: options.pageSize)
+    }
+
+    func get(_ request: Etcdserverpb_RangeRequest, pageSize: Int?) async throws -> EtcdGetResponse {
+        if let pageSize, !request.countOnly {
             return try await self.pagedRange(request, pageSize: pageSize)
         }
         return EtcdGetResponse(try await self.range(request))
@@ -64,7 +67,10 @@ extension EtcdClient {
         value: some EtcdBytes,
         options: EtcdPutOptions = []
     ) async throws -> EtcdPutResponse {
-        let request = try EtcdRequests.put(key: key.etcdData, value: value.etcdData, options: options)
+        try await self.put(EtcdRequests.put(key: key.etcdData, value: value.etcdData, options: options))
+    }
+
+    func put(_ request: Etcdserverpb_PutRequest) async throws -> EtcdPutResponse {
         try self.checkSendSize(request, estimate: request.key.count + request.value.count, method: "Put")
         let response = try await self.call("Put", retry: .mutation) { connection, options, metadata in
             try await connection.kv.put(request, metadata: metadata, options: options)
@@ -77,7 +83,10 @@ extension EtcdClient {
     /// - Throws: ``EtcdClientError``: `emptyKey` or `invalidArgument` before sending.
     @discardableResult
     public func delete(_ key: some EtcdBytes, options: EtcdDeleteOptions = []) async throws -> EtcdDeleteResponse {
-        let request = try EtcdRequests.deleteRange(key: key.etcdData, options: options)
+        try await self.delete(EtcdRequests.deleteRange(key: key.etcdData, options: options))
+    }
+
+    func delete(_ request: Etcdserverpb_DeleteRangeRequest) async throws -> EtcdDeleteResponse {
         let response = try await self.call("DeleteRange", retry: .mutation) { connection, options, metadata in
             try await connection.kv.deleteRange(request, metadata: metadata, options: options)
         }
@@ -127,11 +136,15 @@ extension EtcdClient {
     ///
     /// - Throws: ``EtcdClientError``: `tooManyOps` beyond the server's `--max-txn-ops`,
     ///   `duplicateKey` when a branch writes a key twice; nothing is applied in either case.
+    @discardableResult
     public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
         -> EtcdTxnResponse
     {
-        let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
         let readOnly = then.allSatisfy(\.isReadOnly) && otherwise.allSatisfy(\.isReadOnly)
+        return try await self.txn(EtcdRequests.txn(compares: compares, then: then, else: otherwise), readOnly: readOnly)
+    }
+
+    func txn(_ request: Etcdserverpb_TxnRequest, readOnly: Bool) async throws -> EtcdTxnResponse {
         let estimate =
             request.success.reduce(0) { $0 + Self.estimatedSize($1) }
             + request.failure.reduce(0) { $0 + Self.estimatedSize($1) }

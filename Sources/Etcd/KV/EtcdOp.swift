@@ -84,6 +84,13 @@ public struct EtcdCompare: Sendable {
     /// Compare the lease a key is attached to (0 for none).
     public static func lease(_ key: some EtcdBytes) -> NumberTarget { NumberTarget(key: key.etcdData, target: .lease) }
 
+    /// Holds when the key exists (Go's `clientv3util.KeyExists`: its version is above 0), as a guard
+    /// for deletes and updates.
+    public static func keyExists(_ key: some EtcdBytes) -> EtcdCompare { Self.version(key) > 0 }
+    /// Holds when the key does not exist (Go's `clientv3util.KeyMissing`: its version is 0), as a guard
+    /// for create-if-absent.
+    public static func keyMissing(_ key: some EtcdBytes) -> EtcdCompare { Self.version(key) == 0 }
+
     /// The left side of a value comparison.
     public struct ValueTarget: Sendable {
         var key: Data

@@ -33,7 +33,19 @@ extension EtcdClient {
         isolation: isolated (any Actor)? = #isolation,
         _ body: (EtcdWatchResponses) async throws -> Result
     ) async throws -> Result {
-        let request = try EtcdRequests.watchCreate(key: key.etcdData, options: options)
+        try await self.watch(
+            EtcdRequests.watchCreate(key: key.etcdData, options: options), options: options, transform: nil,
+            isolation: isolation, body)
+    }
+
+    /// Watches with a built request; `transform` rewrites each response before the consumer sees it.
+    func watch<Result: Sendable>(
+        _ request: Etcdserverpb_WatchCreateRequest,
+        options: EtcdWatchOptions,
+        transform: (@Sendable (EtcdWatchResponse) -> EtcdWatchResponse)?,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (EtcdWatchResponses) async throws -> Result
+    ) async throws -> Result {
         try self.checkNotShutDown()
         let stream = self.watcher.stream(requireLeader: options.requireLeader ?? false, client: self)
         let resumer = WatchResumer()
@@ -47,7 +59,7 @@ extension EtcdClient {
         stream.add(entry)
         defer { stream.remove(entry) }
         await self.waitUntilCreated(entry)
-        return try await body(EtcdWatchResponses(buffer: entry.buffer))
+        return try await body(EtcdWatchResponses(buffer: entry.buffer, transform: transform))
     }
 
     /// Waits for the server to create the watch, at most the call deadline or the dial timeout.

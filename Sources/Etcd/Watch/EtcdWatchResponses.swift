@@ -12,14 +12,18 @@ public struct EtcdWatchResponses: AsyncSequence, Sendable {
     public typealias Failure = any Error
 
     let buffer: ResponseBuffer<EtcdWatchResponse>
+    /// Rewrites each response (a namespace strips its prefix from the keys).
+    let transform: (@Sendable (EtcdWatchResponse) -> EtcdWatchResponse)?
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: self.buffer) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: self.buffer, transform: self.transform) }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let buffer: ResponseBuffer<EtcdWatchResponse>
+        let transform: (@Sendable (EtcdWatchResponse) -> EtcdWatchResponse)?
 
         public mutating func next() async throws -> EtcdWatchResponse? {
-            try await self.buffer.next()
+            guard let response = try await self.buffer.next() else { return nil }
+            return self.transform?(response) ?? response
         }
     }
 }

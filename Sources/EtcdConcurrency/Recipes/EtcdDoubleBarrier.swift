@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Etcd
+import Etcd
 import Synchronization
 
 /// A double barrier (Go's `recipe.DoubleBarrier`, same key layout): ``enter()`` returns once

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Etcd
+import Etcd
 import Synchronization
 
 /// A distributed readers-writer lock (Go's `recipe.RWMutex`, same key layout): any number of

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-public import Etcd
+import Etcd
 import FoundationEssentials
 
 /// Key helpers the recipes share, with the Go recipes' key layout (`contrib/recipes/key.go`).
