@@ -1,14 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 // A tour of swift-etcd: run it against any etcd with `scripts/try`, or
-// `ETCD_ENDPOINTS=127.0.0.1:2379 swift run Tour`.
+// `ETCD_ENDPOINTS=127.0.0.1:2379 swift run Tour`, or with a configuration file in the Go client's
+// YAML or JSON format: `ETCD_CONFIG_FILE=etcd.yaml swift run Tour`.
 import Etcd
 import EtcdConcurrency
 import Foundation
 
-let endpoints = (ProcessInfo.processInfo.environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379")
-    .split(separator: ",").map(String.init)
+let environment = ProcessInfo.processInfo.environment
+let configuration: EtcdClient.Configuration
+if let path = environment["ETCD_CONFIG_FILE"] {
+    do {
+        configuration = try EtcdClient.Configuration(contentsOfFile: path)
+    } catch {
+        print(error.message)  // names the file, the line and the key
+        exit(2)
+    }
+} else {
+    configuration = .init(
+        endpoints: (environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379").split(separator: ",").map(String.init))
+}
 
-try await withEtcdClient(.init(endpoints: endpoints)) { client in
+try await withEtcdClient(configuration) { client in
     print("connected to \(client.endpoints.joined(separator: ", "))")
 
     // Keys and values are bytes; Strings are converted as UTF-8.
