@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "Etcd", targets: ["Etcd"]),
         .library(name: "EtcdConcurrency", targets: ["EtcdConcurrency"]),
+        .library(name: "EtcdSync", targets: ["EtcdSync"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
         .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
     ],
@@ -56,6 +57,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Mirror, ordering, leasing and cached views built on the public API of Etcd.
+        .target(
+            name: "EtcdSync",
+            dependencies: ["Etcd"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -101,7 +108,9 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdIntegrationTests",
-            dependencies: ["Etcd", "EtcdConcurrency", "EtcdTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Etcd", "EtcdConcurrency", "EtcdSync", "EtcdTesting", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

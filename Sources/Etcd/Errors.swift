@@ -16,7 +16,7 @@ public struct EtcdClientError: Error, Sendable {
             case compacted, futureRevision, noSpace
             case leaseNotFound, leaseExists, leaseTTLTooLarge, leaseExpired
             case locked, sessionExpired, electionNotLeader, electionNoLeader, keyExists, tooManyClients
-            case watchCanceled
+            case watchCanceled, noGreaterRevision
             case memberExists, peerURLExists, memberNotEnoughStarted, memberBadURLs, memberNotFound
             case memberNotLearner, learnerNotReady, tooManyLearners
             case requestTooLarge, tooManyRequests
@@ -79,6 +79,9 @@ public struct EtcdClientError: Error, Sendable {
         public static let tooManyClients = Self(.tooManyClients)
         /// The server cancelled a watch.
         public static let watchCanceled = Self(.watchCanceled)
+        /// No member answered with a revision at least as new as one already seen (Go's
+        /// `ordering.ErrNoGreaterRev`): the members reached are behind, or partitioned away.
+        public static let noGreaterRevision = Self(.noGreaterRevision)
         /// A member with that ID already exists.
         public static let memberExists = Self(.memberExists)
         /// A member with those peer URLs already exists.

@@ -35,10 +35,10 @@ extension Data {
 }
 
 /// Range arithmetic on etcd keys.
-enum EtcdKeys {
-    /// The smallest key greater than every key starting with `prefix`; `[0]` ("to the end of the
-    /// keyspace") when no such key exists (the prefix is empty or all 0xff), as etcd's clients do.
-    static func prefixEnd(_ prefix: Data) -> Data {
+public enum EtcdKeys {
+    /// The smallest key greater than every key starting with `prefix` (Go's `GetPrefixRangeEnd`);
+    /// `[0]` ("to the end of the keyspace") when no such key exists (the prefix is empty or all 0xff).
+    public static func prefixEnd(_ prefix: Data) -> Data {
         var end = [UInt8](prefix)
         while let last = end.last {
             if last < 0xff {
