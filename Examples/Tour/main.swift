@@ -5,6 +5,7 @@
 import Etcd
 import EtcdConcurrency
 import Foundation
+import Prometheus
 
 let environment = ProcessInfo.processInfo.environment
 let configuration: EtcdClient.Configuration
@@ -20,7 +21,12 @@ if let path = environment["ETCD_CONFIG_FILE"] {
         endpoints: (environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379").split(separator: ",").map(String.init))
 }
 
-try await withEtcdClient(configuration) { client in
+// Metrics (off unless a factory is set): here into a Prometheus registry, printed at the end.
+let prometheus = PrometheusCollectorRegistry()
+var observed = configuration
+observed.observability.metricsFactory = PrometheusMetricsFactory(registry: prometheus)
+
+try await withEtcdClient(observed) { client in
     print("connected to \(client.endpoints.joined(separator: ", "))")
 
     // Keys and values are bytes; Strings are converted as UTF-8.
@@ -119,5 +125,10 @@ try await withEtcdClient(configuration) { client in
     // Clean up.
     let deleted = try await client.delete("tour/", options: [.prefix, .prevKV])
     print("deleted \(deleted.deleted) keys")
+}
+// What a Prometheus scrape of this process would show, the etcd request counters among it.
+let exposition = prometheus.emitToString().split(separator: "\n")
+for line in exposition where line.hasPrefix("etcd_client_requests_total") && line.contains("KV/Put") {
+    print("metrics: \(line)")
 }
 print("tour finished")

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+public import CoreMetrics
 import Logging
+public import Tracing
 
 extension EtcdClient {
     /// Everything an ``EtcdClient`` needs to reach a cluster: endpoints, timeouts, limits, TLS, credentials.
@@ -36,6 +38,8 @@ extension EtcdClient {
         /// event. Memory stays bounded, other watches are not held up, and no event is lost (unless the
         /// revisions are compacted meanwhile; then the watch ends with `compacted`).
         public var watchBufferSize: Int
+        /// Metrics, tracing and request logging; all off by default, and then they cost nothing.
+        public var observability: Observability
 
         /// Creates a configuration for the given endpoints (default: `127.0.0.1:2379`).
         public init(endpoints: [String] = ["127.0.0.1:2379"]) {
@@ -49,6 +53,7 @@ extension EtcdClient {
             self.rejectOldCluster = false
             self.retry = .init()
             self.watchBufferSize = 1024
+            self.observability = .init()
         }
 
         /// HTTP/2 keepalive: a ping after ``time`` without activity, the connection closed when no
@@ -103,6 +108,38 @@ extension EtcdClient {
             }
             /// Never shows the password.
             public var description: String { "Authentication(username: \(self.username), password: <redacted>)" }
+        }
+
+        /// What the client reports about its calls, through grpc-swift interceptors installed only
+        /// when something here is set.
+        ///
+        /// With a metrics factory (`MetricsSystem.factory` for the bootstrapped backend, such as
+        /// swift-prometheus): `etcd_client_requests_total` (a counter by `method`, such as
+        /// `etcdserverpb.KV/Range`, and gRPC status `code`, such as `ok` or `unavailable`),
+        /// `etcd_client_request_duration_seconds` (a timer by `method`; a stream counts until it ends),
+        /// `etcd_client_watches` (open watches) and `etcd_client_leases` (leases kept alive).
+        /// With a tracer (`InstrumentationSystem.tracer` for the bootstrapped one): a client span per
+        /// RPC named by its method, with the trace context sent in the request metadata. With
+        /// `logRequests`: a log line per RPC at `debug` (and its start at `trace`) through the client's
+        /// logger, with an `etcd_request_id`, the method, the endpoint, the status and the duration.
+        /// Request contents, tokens and passwords are never recorded.
+        public struct Observability: Sendable {
+            /// Where metrics go; `nil` records none.
+            public var metricsFactory: (any MetricsFactory)?
+            /// Where spans go; `nil` records none.
+            public var tracer: (any Tracer)?
+            /// Whether each RPC is logged through the client's logger.
+            public var logRequests: Bool
+
+            public init(
+                metricsFactory: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logRequests: Bool = false
+            ) {
+                self.metricsFactory = metricsFactory
+                self.tracer = tracer
+                self.logRequests = logRequests
+            }
+
+            var isEnabled: Bool { self.metricsFactory != nil || self.tracer != nil || self.logRequests }
         }
 
         /// Backoff between retries: jittered exponential from ``initialBackoff`` up to ``maxBackoff``.

@@ -29,6 +29,8 @@ public final class EtcdClient: Sendable {
     /// The configuration the client was created with.
     public let configuration: Configuration
     let logger: Logger
+    /// The client's metrics, when a metrics factory is configured.
+    let metrics: EtcdClientMetrics?
     let connections: [EndpointConnection]
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
@@ -61,15 +63,19 @@ public final class EtcdClient: Sendable {
         if configuration.maxCallSendMessageSize <= 0 || configuration.maxCallReceiveMessageSize <= 0 {
             throw EtcdClientError(code: .invalidConfiguration, message: "message size limits must be positive")
         }
+        let metrics = configuration.observability.metricsFactory.map(EtcdClientMetrics.init(factory:))
         var seen = Set<EtcdEndpoint>()
         var connections: [EndpointConnection] = []
         for text in configuration.endpoints {
             let endpoint = try EtcdEndpoint.parse(text, tlsByDefault: configuration.tls != nil)
             guard seen.insert(endpoint).inserted else { continue }
-            connections.append(try EndpointConnection(endpoint: endpoint, configuration: configuration))
+            connections.append(
+                try EndpointConnection(
+                    endpoint: endpoint, configuration: configuration, metrics: metrics, logger: logger))
         }
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
         self.connections = connections
         self.lessor = Lessor(endpointCount: connections.count)
     }

@@ -2,6 +2,7 @@
 package import EtcdAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Logging
 import Synchronization
 
 /// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
@@ -24,7 +25,12 @@ package final class EndpointConnection: Sendable {
     }
     private let state = Mutex(State())
 
-    init(endpoint: EtcdEndpoint, configuration: EtcdClient.Configuration) throws(EtcdClientError) {
+    init(
+        endpoint: EtcdEndpoint,
+        configuration: EtcdClient.Configuration,
+        metrics: EtcdClientMetrics?,
+        logger: Logger
+    ) throws(EtcdClientError) {
         self.endpoint = endpoint
         let target: any ResolvableTarget
         switch endpoint.host {
@@ -84,7 +90,15 @@ package final class EndpointConnection: Sendable {
                 transportSecurity: security,
                 config: transportConfig
             )
-            self.grpc = GRPCClient(transport: TrackingTransport(base: transport))
+            let observability = configuration.observability
+            let interceptors: [any ClientInterceptor] =
+                observability.isEnabled
+                ? [
+                    ObservabilityInterceptor(
+                        metrics: metrics, tracer: observability.tracer,
+                        logger: observability.logRequests ? logger : nil, endpoint: endpoint.description)
+                ] : []
+            self.grpc = GRPCClient(transport: TrackingTransport(base: transport), interceptors: interceptors)
         } catch {
             throw EtcdClientError(
                 code: .invalidConfiguration,

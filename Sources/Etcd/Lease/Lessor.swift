@@ -194,6 +194,7 @@ final class Lessor: Sendable {
                     group.addTask {
                         while true {
                             try self.tick(endpoint: connection.endpoint.description)
+                            client.metrics?.recordLeases(self.keptCount)
                             try await Task.sleep(for: Self.tick)
                         }
                     }
@@ -241,6 +242,7 @@ final class Lessor: Sendable {
                 while ContinuousClock.now < resumeAt {
                     try await Task.sleep(until: min(resumeAt, .now + Self.tick))
                     self.endExpired()
+                    client.metrics?.recordLeases(self.keptCount)
                 }
             } catch { break }
         }
@@ -249,6 +251,7 @@ final class Lessor: Sendable {
             state.outbound = nil
         }
         self.finishAll()
+        client.metrics?.recordLeases(0)
     }
 
     /// Sends due renewals and ends leases whose deadline passed. Throws to reopen the stream when a

@@ -57,7 +57,11 @@ extension EtcdClient {
         )
         resumer.set(stream: stream, entry: entry)
         stream.add(entry)
-        defer { stream.remove(entry) }
+        self.metrics?.watchOpened()
+        defer {
+            stream.remove(entry)
+            self.metrics?.watchClosed()
+        }
         await self.waitUntilCreated(entry)
         return try await body(EtcdWatchResponses(buffer: entry.buffer, transform: transform))
     }
