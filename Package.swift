@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Etcd", targets: ["Etcd"]),
         .library(name: "EtcdConcurrency", targets: ["EtcdConcurrency"]),
         .library(name: "EtcdSync", targets: ["EtcdSync"]),
+        .library(name: "EtcdDiscovery", targets: ["EtcdDiscovery"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
         .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
     ],
@@ -71,6 +72,16 @@ let package = Package(
             dependencies: ["Etcd"],
             swiftSettings: swiftSettings
         ),
+        // Service registration and a grpc-swift name resolver backed by etcd.
+        .target(
+            name: "EtcdDiscovery",
+            dependencies: [
+                "Etcd",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "EtcdConcurrency",
             dependencies: [
@@ -115,7 +126,8 @@ let package = Package(
         .testTarget(
             name: "EtcdIntegrationTests",
             dependencies: [
-                "Etcd", "EtcdConcurrency", "EtcdSync", "EtcdTesting", .product(name: "Logging", package: "swift-log"),
+                "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
