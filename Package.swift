@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "EtcdConcurrency", targets: ["EtcdConcurrency"]),
         .library(name: "EtcdSync", targets: ["EtcdSync"]),
         .library(name: "EtcdDiscovery", targets: ["EtcdDiscovery"]),
+        .library(name: "EtcdConfigProvider", targets: ["EtcdConfigProvider"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
         .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
     ],
@@ -34,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     ],
     targets: [
         // Generated messages and gRPC stubs (scripts/generate-api); package visibility only.
@@ -82,6 +84,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A swift-configuration provider that reads and live-reloads keys from etcd.
+        .target(
+            name: "EtcdConfigProvider",
+            dependencies: [
+                "Etcd",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "EtcdConcurrency",
             dependencies: [
@@ -126,7 +139,8 @@ let package = Package(
         .testTarget(
             name: "EtcdIntegrationTests",
             dependencies: [
-                "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
+                "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdConfigProvider", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
