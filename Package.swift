@@ -71,7 +71,7 @@ let package = Package(
         // Mirror, ordering, leasing and cached views built on the public API of Etcd.
         .target(
             name: "EtcdSync",
-            dependencies: ["Etcd", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["Etcd", "EtcdAPI", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
         // Service registration and a grpc-swift name resolver backed by etcd.

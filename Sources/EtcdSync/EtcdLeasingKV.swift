@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+public import Etcd
+import EtcdAPI
+public import FoundationEssentials
+import Synchronization
+
+/// Runs `body` with a leasing KV: a KV that serves repeated linearizable gets of a key from memory
+/// while it holds that key's lease, and stays coherent with every other leasing KV on the same
+/// `prefix` (Go's `leasing.NewKV`, same protocol and key layout, so Go and Swift clients share it).
+///
+/// ```swift
+/// try await withEtcdLeasingKV(client: etcd, prefix: "leasing/") { kv in
+///     _ = try await kv.get("config/feature")   // acquires the key's lease: from etcd
+///     _ = try await kv.get("config/feature")   // from memory
+/// }
+/// ```
+///
+/// How it works: the first get of a key records ownership under `prefix + key`, attached to this
+/// client's session lease, and caches the value. A leasing KV that wants to write a key another one
+/// owns first asks it to give the key up (by writing `REVOKE` to the ownership key) and waits until
+/// the owner has dropped its copy and deleted the ownership key; only then does its write go
+/// through. So a cached value is never served after a write by another leasing KV has completed.
+///
+/// Writes by clients that do not use a leasing KV on the same prefix bypass the protocol, and
+/// their changes are not seen by owners until the key is revoked: as in Go, every writer of leased
+/// keys must go through a leasing KV. Keys attached to a lease are never cached (they can vanish
+/// without a write). Leaving `body` revokes the session lease, which deletes every ownership key.
+public func withEtcdLeasingKV<Result: Sendable>(
+    client: EtcdClient,
+    prefix: some EtcdBytes,
+    ttl: Int64 = 60,
+    _ body: (EtcdLeasingKV) async throws -> Result
+) async throws -> Result {
+    let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData)
+    return try await client.withLease(ttl: ttl) { lease in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            try await kv.start(lease: lease, group: &group)
+            defer { group.cancelAll() }
+            let result = try await body(kv)
+            kv.stop()
+            return result
+        }
+    }
+}
+
+/// A caching KV view; see ``withEtcdLeasingKV(client:prefix:ttl:_:)``.
+public final class EtcdLeasingKV: Sendable {
+    /// The client underneath.
+    public let client: EtcdClient
+    /// Where ownership keys live: `prefix + key`.
+    public let prefix: Data
+
+    private struct Entry {
+        /// The cached answer: the key-value, or none when the key does not exist.
+        var response: EtcdGetResponse
+        /// The create revision of this client's ownership key.
+        var ownership: Int64
+    }
+    private struct State {
+        var entries: [Data: Entry] = [:]
+        var leaseID: Int64 = 0
+        var lost = false
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    private let cacheHits = Atomic<Int>(0)
+
+    init(client: EtcdClient, prefix: Data) {
+        self.client = client
+        self.prefix = prefix
+    }
+
+    /// How many gets were answered from memory (for tests and metrics).
+    public var cachedReads: Int { self.cacheHits.load(ordering: .relaxed) }
+
+    /// Starts watching for revocations of this client's keys; returns once the watch is in place.
+    func start(lease: EtcdLease, group: inout ThrowingTaskGroup<Void, any Error>) async throws {
+        let start = try await self.client.get(self.prefix, options: [.prefix, .countOnly]).header.revision
+        self.state.withLock { $0.leaseID = lease.id }
+        group.addTask {
+            // Revocation requests: REVOKE written to an ownership key that carries our lease.
+            try await self.client.watch(self.prefix, options: [.prefix, .revision(start + 1)]) { responses in
+                for try await response in responses {
+                    for event in response.events
+                    where event.type == .put && event.kv.lease == lease.id && event.kv.valueString == "REVOKE" {
+                        let key = Data(event.kv.keyData.dropFirst(self.prefix.count))
+                        try await self.rescind(key, revision: event.kv.modRevision)
+                    }
+                }
+            }
+        }
+        group.addTask {
+            // A lost session means lost ownership: stop serving from memory.
+            _ = try await lease.waitUntilLost()
+            self.state.withLock { state in
+                state.lost = true
+                state.entries = [:]
+            }
+        }
+    }
+
+    func stop() {
+        self.state.withLock { state in
+            state.stopped = true
+            state.entries = [:]
+        }
+    }
+
+    /// Drops the cached key and deletes its ownership key, so the waiting writer can go ahead.
+    private func rescind(_ key: Data, revision: Int64) async throws {
+        self.state.withLock { _ = $0.entries.removeValue(forKey: key) }
+        try await self.client.txn(
+            if: [.createRevision(self.prefix + key) < revision], then: [.delete(self.prefix + key)])
+    }
+
+    private var usable: (leaseID: Int64, ok: Bool) {
+        self.state.withLock { ($0.leaseID, !$0.lost && !$0.stopped && $0.leaseID != 0) }
+    }
+
+    /// Reads a key. A plain linearizable get of one key is answered from memory while this client
+    /// owns the key, and acquires ownership otherwise; other gets (ranges, options) go to etcd.
+    public func get(_ key: some EtcdBytes, options: EtcdGetOptions = []) async throws -> EtcdGetResponse {
+        let key = key.etcdData
+        let (leaseID, ok) = self.usable
+        let request = try EtcdRequests.range(key: key, options: options)
+        let plain =
+            request.rangeEnd.isEmpty && request.revision == 0 && !request.countOnly && !request.keysOnly
+            && request.minModRevision == 0 && request.maxModRevision == 0 && request.minCreateRevision == 0
+            && request.maxCreateRevision == 0
+        guard ok, plain else { return try await self.client.get(key, options: options) }
+        if let cached = self.state.withLock({ $0.entries[key] }) {
+            self.cacheHits.add(1, ordering: .relaxed)
+            return cached.response
+        }
+        if request.serializable { return try await self.client.get(key, options: options) }
+        // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
+        let owner = self.prefix + key
+        let response = try await self.client.txn(
+            if: [.createRevision(owner) == 0, .lease(key) == 0],
+            then: [.get(key), .put(owner, value: "", options: .lease(leaseID))],
+            else: [.get(key), .get(owner)]
+        )
+        var value = try Self.require(response.responses.first?.get)
+        value.header = response.header
+        var ownership: Int64?
+        if response.succeeded {
+            ownership = response.header.revision
+        } else if let existing = response.responses[1].get?.kvs.first, existing.lease == leaseID,
+            existing.valueString != "REVOKE"
+        {
+            ownership = existing.createRevision
+        }
+        if let ownership {
+            self.state.withLock { state in
+                if !state.lost && !state.stopped && state.leaseID == leaseID {
+                    state.entries[key] = Entry(response: value, ownership: ownership)
+                }
+            }
+        }
+        return value
+    }
+
+    /// Writes a key, first making any other leasing KV that owns it give it up.
+    @discardableResult
+    public func put(_ key: some EtcdBytes, value: some EtcdBytes, options: EtcdPutOptions = []) async throws
+        -> EtcdPutResponse
+    {
+        let key = key.etcdData
+        let request = try EtcdRequests.put(key: key, value: value.etcdData, options: options)
+        let response = try await self.modify(key, .put(key, value: value, options: options))
+        let put = try Self.require(response.responses.first?.put)
+        self.state.withLock { state in
+            guard var entry = state.entries[key] else { return }
+            if request.lease != 0 || request.ignoreValue || request.ignoreLease {
+                // Attached to a lease (it may vanish without a write), or a value we do not know: stop caching it.
+                state.entries[key] = nil
+                return
+            }
+            let previous = entry.response.kvs.first
+            var proto = Mvccpb_KeyValue()
+            proto.key = key
+            proto.value = value.etcdData
+            proto.createRevision = previous?.createRevision ?? response.header.revision
+            proto.modRevision = response.header.revision
+            proto.version = (previous?.version ?? 0) + 1
+            entry.response.kvs = [EtcdKeyValue(proto)]
+            entry.response.count = 1
+            entry.response.header = response.header
+            state.entries[key] = entry
+        }
+        var result = put
+        result.header = response.header
+        return result
+    }
+
+    /// Deletes a key or a range, first making other leasing KVs give up the keys they own in it.
+    @discardableResult
+    public func delete(_ key: some EtcdBytes, options: EtcdDeleteOptions = []) async throws -> EtcdDeleteResponse {
+        let key = key.etcdData
+        let request = try EtcdRequests.deleteRange(key: key, options: options)
+        if request.rangeEnd.isEmpty {
+            let response = try await self.modify(key, .delete(key, options: options))
+            self.state.withLock { state in
+                guard var entry = state.entries[key] else { return }
+                entry.response.kvs = []
+                entry.response.count = 0
+                entry.response.header = response.header
+                state.entries[key] = entry
+            }
+            var result = try Self.require(response.responses.first?.delete)
+            result.header = response.header
+            return result
+        }
+        // A range: revoke every other owner in it, then delete while no new owner appeared.
+        while true {
+            let ownersEnd =
+                request.rangeEnd == Data([0]) ? EtcdKeys.prefixEnd(self.prefix) : self.prefix + request.rangeEnd
+            let owners = try await self.client.get(self.prefix + request.key, options: .range(end: ownersEnd))
+            var newest: Int64 = 0
+            for owner in owners.kvs {
+                newest = max(newest, owner.createRevision)
+                if owner.lease != self.usable.leaseID {
+                    try await self.revoke(Data(owner.keyData.dropFirst(self.prefix.count)))
+                }
+            }
+            let ownerRange = EtcdCompare.createRevision(self.prefix + request.key).withRange(end: ownersEnd)
+            let response = try await self.client.txn(
+                if: [ownerRange < newest + 1], then: [.delete(key, options: options)])
+            if response.succeeded {
+                self.state.withLock { state in
+                    for cached in state.entries.keys where Self.inRange(cached, request.key, request.rangeEnd) {
+                        state.entries[cached] = nil
+                    }
+                }
+                var result = try Self.require(response.responses.first?.delete)
+                result.header = response.header
+                return result
+            }
+        }
+    }
+
+    /// Runs a transaction: every key it may write is first given up by other owners, and the
+    /// transaction commits only while no new owner appeared; this client's copies of those keys are
+    /// dropped. Reads inside it go to etcd.
+    @discardableResult
+    public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
+        -> EtcdTxnResponse
+    {
+        let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
+        var written: [Data] = []
+        Self.writtenKeys(request.success + request.failure, into: &written)
+        if written.isEmpty { return try await self.client.txn(if: compares, then: then, else: otherwise) }
+        while true {
+            var guards: [EtcdCompare] = []
+            for key in Set(written) {
+                let owner = try await self.client.get(self.prefix + key).kvs.first
+                if let owner, owner.lease != self.usable.leaseID { try await self.revoke(key) }
+                let ours = owner.map { $0.lease == self.usable.leaseID } ?? false
+                guards.append(.createRevision(self.prefix + key) < (ours ? owner!.createRevision + 1 : 1))
+            }
+            // Guarded: if a new owner appeared meanwhile, nothing is applied and we try again.
+            let response = try await self.client.txn(
+                if: guards, then: [.txn(if: compares, then: then, else: otherwise)], else: [])
+            if response.succeeded, let inner = response.responses.first?.txn {
+                self.state.withLock { state in
+                    for key in written { state.entries[key] = nil }
+                }
+                var result = inner
+                result.header = response.header
+                return result
+            }
+        }
+    }
+
+    /// Asks the owner of `key` to give it up, and waits until its ownership key is deleted.
+    private func revoke(_ key: Data) async throws {
+        let owner = self.prefix + key
+        let response = try await self.client.txn(
+            if: [.createRevision(owner) == 0], then: [], else: [.put(owner, value: "REVOKE", options: .ignoreLease)])
+        if response.succeeded { return }
+        try await self.waitForDeletion(owner, after: response.header.revision)
+    }
+
+    /// Writes `op` (a put or delete of `key`) once no other leasing KV owns the key.
+    private func modify(_ key: Data, _ op: EtcdOp) async throws -> EtcdTxnResponse {
+        let owner = self.prefix + key
+        while true {
+            let ownership = self.state.withLock { $0.entries[key]?.ownership } ?? 0
+            // Ours (created at `ownership`) or nobody's: write. Otherwise ask the owner to give it up.
+            let response = try await self.client.txn(
+                if: [.createRevision(owner) < ownership + 1],
+                then: [op],
+                else: [.put(owner, value: "REVOKE", options: .ignoreLease)]
+            )
+            if response.succeeded { return response }
+            if ownership != 0 { self.state.withLock { _ = $0.entries.removeValue(forKey: key) } }
+            try await self.waitForDeletion(owner, after: response.header.revision)
+        }
+    }
+
+    private func waitForDeletion(_ owner: Data, after revision: Int64) async throws {
+        // The owner may have deleted it already, before the watch starts; from the revision on, a
+        // deletion is seen either way.
+        try await self.client.watch(owner, options: .revision(revision)) { responses in
+            for try await response in responses where response.events.contains(where: { $0.type == .delete }) {
+                return
+            }
+        }
+    }
+
+    private static func writtenKeys(_ ops: [Etcdserverpb_RequestOp], into keys: inout [Data]) {
+        for op in ops {
+            switch op.request {
+            case .requestPut(let put): keys.append(put.key)
+            case .requestDeleteRange(let delete) where delete.rangeEnd.isEmpty: keys.append(delete.key)
+            case .requestTxn(let txn): Self.writtenKeys(txn.success + txn.failure, into: &keys)
+            default: break
+            }
+        }
+    }
+
+    private static func require<T>(_ value: T?) throws -> T {
+        guard let value else {
+            throw EtcdClientError(
+                code: .internalError, message: "etcd answered a transaction without the expected result")
+        }
+        return value
+    }
+
+    private static func inRange(_ key: Data, _ begin: Data, _ end: Data) -> Bool {
+        !key.lexicographicallyPrecedes(begin) && (end == Data([0]) || key.lexicographicallyPrecedes(end))
+    }
+}
