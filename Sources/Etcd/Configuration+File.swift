@@ -148,11 +148,9 @@ private struct ConfigurationFile {
                 "not supported: this client pings only while calls or streams are open, since etcd closes connections that ping while idle; remove the key or set it to false"
             )
         }
-        if let node = values["auto-sync-interval"], try self.duration(node, "auto-sync-interval") > .zero {
-            throw self.fail(
-                node, "auto-sync-interval",
-                "not supported yet: this client does not refresh its endpoints from the cluster; remove the key or set it to 0"
-            )
+        if let node = values["auto-sync-interval"] {
+            let interval = try self.duration(node, "auto-sync-interval")
+            configuration.autoSyncInterval = interval > .zero ? interval : nil
         }
 
         let insecureTransport = try values["insecure-transport"].map { node throws(EtcdClientError) in

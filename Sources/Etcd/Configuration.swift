@@ -40,6 +40,9 @@ extension EtcdClient {
         public var watchBufferSize: Int
         /// Metrics, tracing and request logging; all off by default, and then they cost nothing.
         public var observability: Observability
+        /// How often ``EtcdClient/run()`` replaces the endpoints with the cluster's client URLs
+        /// (``EtcdClient/sync()``); `nil`, the default as in Go, never.
+        public var autoSyncInterval: Duration?
 
         /// Creates a configuration for the given endpoints (default: `127.0.0.1:2379`).
         public init(endpoints: [String] = ["127.0.0.1:2379"]) {
@@ -54,6 +57,7 @@ extension EtcdClient {
             self.retry = .init()
             self.watchBufferSize = 1024
             self.observability = .init()
+            self.autoSyncInterval = nil
         }
 
         /// HTTP/2 keepalive: a ping after ``time`` without activity, the connection closed when no

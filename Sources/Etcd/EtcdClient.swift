@@ -31,7 +31,9 @@ public final class EtcdClient: Sendable {
     let logger: Logger
     /// The client's metrics, when a metrics factory is configured.
     let metrics: EtcdClientMetrics?
-    let connections: [EndpointConnection]
+    /// The endpoints' connections; replaced by ``sync()`` and ``setEndpoints(_:)``.
+    private let connectionList: ConnectionList
+    var connections: [EndpointConnection] { self.connectionList.current }
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
     /// The auth token; nil before authenticating, "" when the cluster has auth turned off.
@@ -76,8 +78,9 @@ public final class EtcdClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
-        self.connections = connections
-        self.lessor = Lessor(endpointCount: connections.count)
+        let connectionList = ConnectionList(connections)
+        self.connectionList = connectionList
+        self.lessor = Lessor(canFailOver: { connectionList.current.count > 1 })
     }
 
     /// Runs the client's connections until ``shutdown()``, graceful shutdown of the service group, or cancellation.
@@ -105,6 +108,9 @@ public final class EtcdClient: Sendable {
             throw EtcdClientError(code: .invalidArgument, message: "EtcdClient.run() was called twice; call it once")
         }
         self.logger.debug("etcd client starting", metadata: ["etcd_endpoints": "\(self.connections.map(\.endpoint))"])
+        if let interval = self.configuration.autoSyncInterval {
+            self.runInBackground { await self.autoSync(every: interval) }
+        }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for connection in self.connections {
@@ -157,11 +163,102 @@ public final class EtcdClient: Sendable {
         }
     }
 
-    /// The endpoints the client uses, as URLs (`http://127.0.0.1:2379`).
+    /// The endpoints the client uses, as URLs (`http://127.0.0.1:2379`); ``sync()`` and
+    /// ``setEndpoints(_:)`` change them.
     public var endpoints: [String] { self.connections.map(\.endpoint.description) }
+
+    /// Replaces the endpoints with the cluster's current client URLs (Go's `Sync`): those of every
+    /// started, voting member, so members added or removed while the client runs are followed.
+    ///
+    /// Connections to endpoints that stay are kept; calls and streams on removed endpoints finish
+    /// or move to the remaining ones. ``Configuration/autoSyncInterval`` runs this periodically.
+    ///
+    /// - Throws: ``EtcdClientError``: the error of the member list; `unavailable` when it names no
+    ///   started voting member with client URLs (the endpoints stay as they were).
+    public func sync() async throws {
+        try self.checkNotShutDown()
+        let members = try await self.memberList().members
+        let urls = members.filter { !$0.name.isEmpty && !$0.isLearner }.flatMap(\.clientURLs)
+        guard !urls.isEmpty else {
+            throw EtcdClientError(
+                code: .unavailable,
+                message:
+                    "the member list names no started voting member with client URLs; the endpoints stay as they were"
+            )
+        }
+        try self.setEndpoints(urls)
+    }
+
+    /// Replaces the endpoints (Go's `SetEndpoints`).
+    ///
+    /// - Throws: ``EtcdClientError`` `invalidConfiguration` for an empty list or a malformed
+    ///   endpoint, before anything changes; `unavailable` after shutdown.
+    public func setEndpoints(_ endpoints: [String]) throws(EtcdClientError) {
+        try self.checkNotShutDown()
+        if endpoints.isEmpty {
+            throw EtcdClientError(
+                code: .invalidConfiguration, message: "no endpoints given; add at least one host:port")
+        }
+        var parsed: [EtcdEndpoint] = []
+        for text in endpoints {
+            let endpoint = try EtcdEndpoint.parse(text, tlsByDefault: self.configuration.tls != nil)
+            if !parsed.contains(endpoint) { parsed.append(endpoint) }
+        }
+        let (added, removed) = try self.connectionList.list.withLock {
+            list throws(EtcdClientError) -> ([EndpointConnection], [EndpointConnection]) in
+            var next: [EndpointConnection] = []
+            var added: [EndpointConnection] = []
+            for endpoint in parsed {
+                if let existing = list.first(where: { $0.endpoint == endpoint }) {
+                    next.append(existing)
+                } else {
+                    let connection = try EndpointConnection(
+                        endpoint: endpoint, configuration: self.configuration, metrics: self.metrics,
+                        logger: self.logger)
+                    next.append(connection)
+                    added.append(connection)
+                }
+            }
+            let removed = list.filter { old in !next.contains { $0 === old } }
+            list = next
+            return (added, removed)
+        }
+        for connection in added {
+            self.runInBackground { try? await connection.grpc.runConnections() }
+        }
+        for connection in removed {
+            connection.grpc.beginGracefulShutdown()
+        }
+        if !added.isEmpty || !removed.isEmpty {
+            self.logger.debug("etcd endpoints changed", metadata: ["etcd_endpoints": "\(parsed)"])
+        }
+    }
+
+    /// Syncs the endpoints every `interval` until shutdown; failures are logged and retried next time.
+    private func autoSync(every interval: Duration) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return
+            }
+            do {
+                try await withEtcdTimeout(self.configuration.dialTimeout) { try await self.sync() }
+            } catch {
+                self.logger.debug("etcd endpoint sync failed", metadata: ["etcd_error": "\(error)"])
+            }
+        }
+    }
 }
 
 extension EtcdClient: Service {}
+
+/// The client's connections, shared with the lessor (which fails over only when there is another).
+final class ConnectionList: Sendable {
+    let list: Mutex<[EndpointConnection]>
+    init(_ connections: [EndpointConnection]) { self.list = Mutex(connections) }
+    var current: [EndpointConnection] { self.list.withLock { $0 } }
+}
 
 /// Creates an ``EtcdClient``, runs it for the duration of `body`, and shuts it down afterwards.
 ///
@@ -342,15 +439,16 @@ extension EtcdClient {
 
     /// The next healthy endpoint round-robin; when none is healthy, the one that recovers first.
     func pickConnection() -> EndpointConnection {
-        let count = self.connections.count
-        if count == 1 { return self.connections[0] }
+        let connections = self.connections
+        let count = connections.count
+        if count == 1 { return connections[0] }
         let start = self.nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         let now = ContinuousClock.now
         for offset in 0..<count {
-            let connection = self.connections[(start &+ offset) % count]
+            let connection = connections[(start &+ offset) % count]
             if connection.isHealthy(at: now) { return connection }
         }
-        return self.connections.min { ($0.unhealthyUntil ?? now) < ($1.unhealthyUntil ?? now) }!
+        return connections.min { ($0.unhealthyUntil ?? now) < ($1.unhealthyUntil ?? now) }!
     }
 
     /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.

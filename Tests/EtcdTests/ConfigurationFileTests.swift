@@ -31,7 +31,7 @@ struct ConfigurationFileTests {
                 password: secret
                 reject-old-cluster: true
                 permit-without-stream: false
-                auto-sync-interval: 0
+                auto-sync-interval: 1m
                 insecure-transport: true
                 """)
         #expect(configuration.endpoints == ["10.0.0.1:2379", "http://10.0.0.2:2379"])
@@ -41,6 +41,7 @@ struct ConfigurationFileTests {
         #expect(configuration.maxCallReceiveMessageSize == Int(Int32.max))  // 0 keeps the default, as in Go
         #expect(configuration.authentication == .init(username: "app", password: "secret"))
         #expect(configuration.rejectOldCluster)
+        #expect(configuration.autoSyncInterval == .seconds(60))
         #expect(configuration.tls == nil)
     }
 
@@ -91,7 +92,6 @@ struct ConfigurationFileTests {
             ("password: secret", ["password", "needs a username"]),
             ("cert-file: /nonexistent/client.pem", ["cert-file", "cannot read the file /nonexistent/client.pem"]),
             ("permit-without-stream: true", ["permit-without-stream", "not supported"]),
-            ("auto-sync-interval: 30s", ["auto-sync-interval", "not supported yet"]),
             ("- a\n- b", ["expected a mapping"]),
             ("endpoints: [\"a:1\"\n", ["not valid YAML or JSON"]),
             ("endpoints: [a:1]\nendpoints: [b:2]", ["not valid YAML or JSON", "'endpoints'"]),

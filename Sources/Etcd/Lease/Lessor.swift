@@ -41,10 +41,11 @@ final class Lessor: Sendable {
     }
     private let state = Mutex(State())
     /// Whether the client has more than one endpoint to move a stuck stream to.
-    private let canFailOver: Bool
+    /// Whether the client has more than one endpoint now (it changes with `sync()`).
+    private let canFailOver: @Sendable () -> Bool
 
-    init(endpointCount: Int) {
-        self.canFailOver = endpointCount > 1
+    init(canFailOver: @escaping @Sendable () -> Bool) {
+        self.canFailOver = canFailOver
     }
 
     /// A registration made by ``keep(_:ttl:since:reader:client:)``, for ``release(_:)``.
@@ -269,7 +270,7 @@ final class Lessor: Sendable {
                     continue
                 }
                 // With one endpoint, reopening cannot help and would drop answers in flight.
-                if self.canFailOver, let since = entry.unansweredOnStreamSince {
+                if self.canFailOver(), let since = entry.unansweredOnStreamSince {
                     // Acknowledgements take milliseconds; an election takes about a second.
                     let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
                     if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
