@@ -72,7 +72,8 @@ public final class EtcdWatchCache: Service, Sendable {
     ///   not catch up within the client's dial timeout.
     public func get(_ key: some EtcdBytes, prefix: Bool = false, linearizable: Bool = false) async throws -> Read {
         let key = key.etcdData
-        guard key.starts(with: self.prefix) || (prefix && self.prefix.starts(with: key)) else {
+        // A shorter prefix would cover keys the cache does not hold.
+        guard key.starts(with: self.prefix) else {
             throw EtcdClientError(
                 code: .invalidArgument,
                 message: "the cache holds the keys under its prefix only; read other keys from the client")

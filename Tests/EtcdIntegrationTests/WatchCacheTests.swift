@@ -41,6 +41,9 @@ struct WatchCacheTests {
             }
             let outside = await etcdErrorCode { _ = try await cache.get("d") }
             #expect(outside?.code == .invalidArgument)
+            // A wider prefix than the cache's would silently miss keys: refused too.
+            let wider = await etcdErrorCode { _ = try await cache.get("", prefix: true) }
+            #expect(wider?.code == .invalidArgument)
         }
     }
 
