@@ -109,6 +109,8 @@ let package = Package(
             dependencies: [
                 "Etcd",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -134,6 +136,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EtcdFaultTests",
+            dependencies: ["Etcd", "EtcdTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -55,30 +55,6 @@ func putWithRetry(_ client: EtcdClient, _ key: String, _ value: String) async th
     }
 }
 
-/// A wait that took longer than its bound.
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(self.what)" }
-}
-
-/// Runs `body`, failing with ``TimedOut`` if it takes longer than `limit` (it is then cancelled).
-func within<T: Sendable>(
-    _ limit: Duration,
-    _ what: String,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TimedOut(what: what) }
-        return value
-    }
-}
-
 /// A value tasks can share.
 final class Shared<Value: Sendable>: Sendable {
     private let storage: Mutex<Value>
