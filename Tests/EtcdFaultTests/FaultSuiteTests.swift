@@ -12,7 +12,8 @@ enum Fault: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case killFollower = "kill a follower the client uses"
     case blackholeEndpoint = "black-hole the endpoint the client uses"
     case dropConnections = "drop all connections"
-    case pauseMember = "pause a member for 5 s"
+    case pauseMember = "pause a follower for 5 s"
+    case pauseLeader = "pause the leader for 5 s"
     case restartCluster = "restart the whole cluster"
     case partitionLeader = "partition the leader away"
 
@@ -132,11 +133,14 @@ struct FaultSuiteTests {
                     #expect(alive, "lease \(lease.id) is gone from the cluster")
                 }
             }
-            if fault == .pauseMember {
-                // Known issue, open: now and then one of the 20 leases (TTL 5 s) expires on the
-                // cluster when a member is paused for 5 s (seen on 3.4.23 and 3.5.1). The suspicion
-                // is a paused leader that resumes, still believes it leads, and acknowledges
-                // renewals that the new leader never sees. It is not fixed yet, and stays visible.
+            if fault == .pauseLeader {
+                // Known etcd bug (#12528, #15247; fixed by #16822 in 3.4.28 and 3.5.11, newer than
+                // both servers here): a leader paused longer than a lease's TTL resumes still
+                // believing it leads, finds the lease expired by its own clock, and its revoke is
+                // forwarded to the new leader and committed, although the client kept the lease
+                // alive through the new leader all along (observed: renewals acknowledged during
+                // the pause, "not found" 1.5 s after the old leader resumed). No client can prevent
+                // it; it stays visible here.
                 await withKnownIssue("a lease may expire across a 5 s pause of its member", isIntermittent: true) {
                     await checkLeases()
                 }
@@ -182,11 +186,12 @@ struct FaultSuiteTests {
                     try await Task.sleep(for: .milliseconds(300))
                 }
             }
-        case .pauseMember:
-            try cluster.members[0].pause()
+        case .pauseMember, .pauseLeader:
+            let paused = fault == .pauseLeader ? leader : follower
+            try cluster.members[paused].pause()
             return {
                 try await Task.sleep(for: .seconds(5))
-                try cluster.members[0].resume()
+                try cluster.members[paused].resume()
             }
         case .restartCluster:
             for member in cluster.members { try await member.stop() }
