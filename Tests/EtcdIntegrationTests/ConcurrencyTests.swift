@@ -63,16 +63,17 @@ struct MutexTests {
     func holderDies() async throws {
         try await withEtcd { cluster, client in
             let ttl: Int64 = 3
-            // The holder takes the lock and its client shuts down without closing the session, as a
-            // crashed process would: nothing renews the lease any more.
-            let holderKey = try await withEtcdClient(cluster.clientConfiguration()) { holder in
-                let session = try await EtcdSession(client: holder, ttl: ttl)
-                let mutex = EtcdMutex(session: session, name: "job")
-                try await mutex.lock()
-                return mutex.key
-            }
-            let diedAt = ContinuousClock.now
+            // The waiter's session exists first, so only the hand-over is timed.
             try await client.withSession { session in
+                // The holder takes the lock and its client shuts down without closing the session, as a
+                // crashed process would: nothing renews the lease any more.
+                let holderKey = try await withEtcdClient(cluster.clientConfiguration()) { holder in
+                    let session = try await EtcdSession(client: holder, ttl: ttl)
+                    let mutex = EtcdMutex(session: session, name: "job")
+                    try await mutex.lock()
+                    return mutex.key
+                }
+                let diedAt = ContinuousClock.now
                 let mutex = EtcdMutex(session: session, name: "job")
                 try await within(.seconds(ttl) + .seconds(1), "the lock to pass to the waiter") {
                     try await mutex.lock()
