@@ -10,6 +10,14 @@ import Tracing
 
 @Suite("Metrics, tracing and request logging", .timeLimit(.minutes(2)))
 struct ObservabilityTests {
+    /// A logger at `trace` whose lines are kept in memory.
+    private func capturingLogger() -> (InMemoryLogHandler, Logger) {
+        let handler = InMemoryLogHandler()
+        var logger = Logger(label: "test", factory: { _ in handler })
+        logger.logLevel = .trace
+        return (handler, logger)
+    }
+
     @Test("counters and timers per method and status code; gauges for open watches and kept leases")
     func metrics() async throws {
         let metrics = TestMetrics()
@@ -75,9 +83,7 @@ struct ObservabilityTests {
 
     @Test("a debug line per RPC with a request id, method, endpoint and status; never the password")
     func logging() async throws {
-        let handler = InMemoryLogHandler()
-        var logger = Logger(label: "test", factory: { _ in handler })
-        logger.logLevel = .trace
+        let (handler, logger) = self.capturingLogger()
         try await withEtcdTestCluster { cluster in
             try cluster.etcdctl(["user", "add", "root:s3cr3t-pw"])
             try cluster.etcdctl(["auth", "enable"])
@@ -102,9 +108,7 @@ struct ObservabilityTests {
 
     @Test("with nothing configured, no interceptor runs: a client records nothing anywhere")
     func offByDefault() async throws {
-        let handler = InMemoryLogHandler()
-        var logger = Logger(label: "test", factory: { _ in handler })
-        logger.logLevel = .trace
+        let (handler, logger) = self.capturingLogger()
         try await withEtcdTestCluster { cluster in
             try await withEtcdClient(.init(endpoints: cluster.clientEndpoints), logger: logger) { client in
                 _ = try await client.put("o", value: "1")

@@ -261,6 +261,9 @@ final class Lessor: Sendable {
         let now = ContinuousClock.now
         var expired: [Entry] = []
         var stuck = false
+        // With one endpoint, reopening cannot help and would drop answers in flight. Asked once per
+        // tick, not once per lease.
+        let canFailOver = self.canFailOver()
         self.state.withLock { state in
             guard let outbound = state.outbound else { return }
             for id in state.entries.keys {
@@ -269,8 +272,7 @@ final class Lessor: Sendable {
                     expired.append(state.entries.removeValue(forKey: id)!)
                     continue
                 }
-                // With one endpoint, reopening cannot help and would drop answers in flight.
-                if self.canFailOver(), let since = entry.unansweredOnStreamSince {
+                if canFailOver, let since = entry.unansweredOnStreamSince {
                     // Acknowledgements take milliseconds; an election takes about a second.
                     let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
                     if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
