@@ -41,6 +41,7 @@ public final class EtcdTestBridge: Sendable {
 
     private struct State {
         var mode: Mode = .pass
+        var refusedPeers: Set<UInt64> = []
         var channels: [ObjectIdentifier: any Channel] = [:]
         var handlers: [ObjectIdentifier: (handler: ForwardHandler, loop: any EventLoop)] = [:]
     }
@@ -60,6 +61,17 @@ public final class EtcdTestBridge: Sendable {
                 for (handler, loop) in handlers { loop.execute { handler.releaseHeld() } }
             }
         }
+    }
+
+    /// etcd members (raft IDs) whose peer connections this bridge closes on arrival: etcd's peer
+    /// transport names the sending member in the `X-Server-From` header of each connection's first
+    /// request. While the set is not empty, connections whose first request names no sender
+    /// (health probes, version checks) are closed too, since etcd reuses their keep-alive
+    /// connections for raft messages. Open connections are not judged again; drop them to apply a
+    /// change to them. Used by ``EtcdTestCluster/isolate(_:)`` on bridges in front of peer ports.
+    public var refusedPeers: Set<UInt64> {
+        get { self.state.withLock { $0.refusedPeers } }
+        set { self.state.withLock { $0.refusedPeers = newValue } }
     }
 
     private init(port: Int, target: Int) {
@@ -124,8 +136,8 @@ public final class EtcdTestBridge: Sendable {
 
     /// Connects the accepted connection to the member, then forwards between them.
     private func accept(_ inbound: any Channel) -> EventLoopFuture<Void> {
-        let toMember = ForwardHandler(bridge: self)
-        let toClient = ForwardHandler(bridge: self)
+        let toMember = ForwardHandler(bridge: self, judgesSender: !self.refusedPeers.isEmpty)
+        let toClient = ForwardHandler(bridge: self, judgesSender: false)
         self.track(inbound, toMember)
         return ClientBootstrap(group: inbound.eventLoop)
             .channelOption(.autoRead, value: false)
@@ -156,8 +168,30 @@ public final class EtcdTestBridge: Sendable {
         /// What arrived before the other side was connected (the member speaks first in HTTP/2), or
         /// while black-holed.
         private var pending: [ByteBuffer] = []
+        /// Whether the connection's first request is still to be read for its sender (see `refusedPeers`).
+        private var judgesSender: Bool
+        private var head = ByteBuffer()
 
-        init(bridge: EtcdTestBridge) { self.bridge = bridge }
+        init(bridge: EtcdTestBridge, judgesSender: Bool) {
+            self.bridge = bridge
+            self.judgesSender = judgesSender
+        }
+
+        /// Reads the sender of an etcd peer connection from its first request's headers; false
+        /// when the bridge refuses that member, or the request does not name its sender.
+        private func admits(_ head: ByteBuffer) -> Bool {
+            let text = String(buffer: head)
+            for line in text.split(separator: "\r\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, parts[0].lowercased() == "x-server-from",
+                    let id = UInt64(parts[1].filter { $0 != " " && $0 != "\t" }, radix: 16)
+                else { continue }
+                return !self.bridge.refusedPeers.contains(id)
+            }
+            // Unnamed: a health probe (`/raft/probing`) or a version check. Its keep-alive connection
+            // is reused for later raft messages of the same sender, so it cannot be let through.
+            return false
+        }
 
         /// Connects this side to the other; on the event loop.
         func attach(_ partner: any Channel) {
@@ -166,7 +200,20 @@ public final class EtcdTestBridge: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let buffer = Self.unwrapInboundIn(data)
+            var buffer = Self.unwrapInboundIn(data)
+            if self.judgesSender {
+                // Hold the start of the connection until its request headers are complete.
+                self.head.writeBuffer(&buffer)
+                let complete = self.head.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) != nil
+                guard complete || self.head.readableBytes > 16384 else { return }
+                self.judgesSender = false
+                guard self.admits(self.head) else {
+                    context.close(promise: nil)
+                    return
+                }
+                buffer = self.head
+                self.head = ByteBuffer()
+            }
             guard let partner = self.partner, self.pending.isEmpty, self.bridge.mode != .blackhole else {
                 self.pending.append(buffer)
                 return

@@ -34,6 +34,9 @@ public final class EtcdTestCluster: Sendable {
         /// save`) every member starts from, restored with the `etcdutl` (or, before 3.5, `etcdctl`)
         /// beside the etcd binary.
         public var restoreSnapshot: String?
+        /// Route the members' peer traffic through an ``EtcdTestBridge`` each (see
+        /// ``EtcdTestCluster/peerBridges``), so ``EtcdTestCluster/isolate(_:)`` can cut a member off.
+        public var peerBridges: Bool
 
         /// How members serve clients over TLS.
         public struct TLS: Sendable, Hashable {
@@ -59,6 +62,7 @@ public final class EtcdTestCluster: Sendable {
             self.electionTimeout = 1000
             self.tls = nil
             self.restoreSnapshot = nil
+            self.peerBridges = false
         }
     }
 
@@ -75,6 +79,9 @@ public final class EtcdTestCluster: Sendable {
     let configuration: Configuration
     /// Arguments every member shares (TLS, timeouts, the caller's extras).
     private let sharedArguments: [String]
+    /// The bridges in front of the members' peer ports (in the order of ``members``) when
+    /// ``Configuration/peerBridges`` is set; empty otherwise.
+    public let peerBridges: [EtcdTestBridge]
     /// Members made by ``makeJoiningMember()``, removed with the cluster.
     private let joined = Mutex<[EtcdTestMember]>([])
 
@@ -88,8 +95,10 @@ public final class EtcdTestCluster: Sendable {
         directory: String,
         certificates: EtcdTestCertificates?,
         configuration: Configuration,
-        sharedArguments: [String]
+        sharedArguments: [String],
+        peerBridges: [EtcdTestBridge]
     ) {
+        self.peerBridges = peerBridges
         self.sharedArguments = sharedArguments
         self.certificates = certificates
         self.members = members
@@ -110,7 +119,7 @@ public final class EtcdTestCluster: Sendable {
         var lastError: any Error = EtcdTestingError("no attempt made")
         // A free port can be taken by another process before etcd binds it; then start over with new ports.
         for _ in 0..<3 {
-            let cluster = try Self.launch(configuration, binary: binary, version: version)
+            let cluster = try await Self.launch(configuration, binary: binary, version: version)
             do {
                 try await cluster.waitUntilHealthy(timeout: configuration.startupTimeout)
                 return cluster
@@ -124,7 +133,7 @@ public final class EtcdTestCluster: Sendable {
         throw lastError
     }
 
-    private static func launch(_ configuration: Configuration, binary: String, version: String) throws
+    private static func launch(_ configuration: Configuration, binary: String, version: String) async throws
         -> EtcdTestCluster
     {
         let directory = FileManager.default.temporaryDirectory
@@ -147,18 +156,27 @@ public final class EtcdTestCluster: Sendable {
         let scheme = configuration.tls == nil ? "http" : "https"
         let ports = try FreePorts.allocate(configuration.members * 2)
         let names = (0..<configuration.members).map { "m\($0)" }
-        let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[$0 * 2 + 1])" }.joined(
+        var peerBridges: [EtcdTestBridge] = []
+        if configuration.peerBridges {
+            for index in names.indices {
+                peerBridges.append(try await EtcdTestBridge.start(forwardingTo: ports[index * 2 + 1]))
+            }
+        }
+        let advertisedPeerPorts = names.indices.map { peerBridges.isEmpty ? ports[$0 * 2 + 1] : peerBridges[$0].port }
+        let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(advertisedPeerPorts[$0])" }.joined(
             separator: ",")
         let token = "swift-etcd-\(UUID().uuidString.prefix(8))"
         let sharedArguments =
             [
                 "--heartbeat-interval", "\(configuration.heartbeatInterval)",
                 "--election-timeout", "\(configuration.electionTimeout)",
+                // Tests use keepalive pings down to 500 ms; etcd's default minimum is 5 s.
+                "--grpc-keepalive-min-time", "500ms",
             ] + tlsArguments + configuration.extraArguments
         let members = names.enumerated().map { index, name in
             Self.member(
                 name: name, scheme: scheme, clientPort: ports[index * 2], peerPort: ports[index * 2 + 1],
-                directory: directory, binary: binary,
+                advertisedPeerPort: advertisedPeerPorts[index], directory: directory, binary: binary,
                 clusterArguments: [
                     "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
                     "--initial-cluster-token", token,
@@ -167,9 +185,15 @@ public final class EtcdTestCluster: Sendable {
             )
         }
         if let snapshot = configuration.restoreSnapshot {
-            for member in members {
-                try Self.restore(
-                    snapshot, into: member, binary: binary, initialCluster: initialCluster, token: token)
+            do {
+                for member in members {
+                    try Self.restore(
+                        snapshot, into: member, binary: binary, initialCluster: initialCluster, token: token)
+                }
+            } catch {
+                for bridge in peerBridges { await bridge.close() }
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
             }
         }
         let cluster = EtcdTestCluster(
@@ -179,11 +203,13 @@ public final class EtcdTestCluster: Sendable {
             directory: directory,
             certificates: certificates,
             configuration: configuration,
-            sharedArguments: sharedArguments
+            sharedArguments: sharedArguments,
+            peerBridges: peerBridges
         )
         do {
             for member in members { try member.start() }
         } catch {
+            for bridge in peerBridges { await bridge.close() }
             for member in members { if let pid = member.processID { _ = Foundation.kill(pid, SIGKILL) } }
             try? FileManager.default.removeItem(atPath: directory)
             throw error
@@ -196,6 +222,7 @@ public final class EtcdTestCluster: Sendable {
         scheme: String,
         clientPort: Int,
         peerPort: Int,
+        advertisedPeerPort: Int,
         directory: String,
         binary: String,
         clusterArguments: [String],
@@ -209,13 +236,14 @@ public final class EtcdTestCluster: Sendable {
                 "--listen-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
                 "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
                 "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
-                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+                "--initial-advertise-peer-urls", "http://127.0.0.1:\(advertisedPeerPort)",
             ] + clusterArguments + sharedArguments
         return EtcdTestMember(
             name: name,
             clientScheme: scheme,
             clientPort: clientPort,
             peerPort: peerPort,
+            advertisedPeerPort: advertisedPeerPort,
             dataDirectory: dataDirectory,
             binary: binary,
             arguments: arguments
@@ -258,7 +286,7 @@ public final class EtcdTestCluster: Sendable {
         let peers = self.members.map { "\($0.name)=\($0.peerURL)" } + ["\(name)=http://127.0.0.1:\(ports[1])"]
         let member = Self.member(
             name: name, scheme: self.configuration.tls == nil ? "http" : "https", clientPort: ports[0],
-            peerPort: ports[1], directory: self.directory, binary: self.binary,
+            peerPort: ports[1], advertisedPeerPort: ports[1], directory: self.directory, binary: self.binary,
             clusterArguments: [
                 "--initial-cluster", peers.joined(separator: ","), "--initial-cluster-state", "existing",
             ],
@@ -357,6 +385,42 @@ public final class EtcdTestCluster: Sendable {
         }
     }
 
+    /// Cuts member `index` off from its peers (a network partition), through the peer bridges: its
+    /// bridge refuses connections from the others, theirs refuse connections from it, and every
+    /// open peer connection is dropped. Clients still reach every member. ``healPartition()`` undoes it.
+    ///
+    /// - Throws: ``EtcdTestingError`` when the cluster has no peer bridges
+    ///   (``Configuration/peerBridges``) or a member's ID cannot be read.
+    public func isolate(_ index: Int) async throws {
+        guard !self.peerBridges.isEmpty else {
+            throw EtcdTestingError("isolate(_:) needs a cluster started with peerBridges = true")
+        }
+        let ids = try await self.memberIDs()
+        for (other, bridge) in self.peerBridges.enumerated() {
+            bridge.refusedPeers =
+                other == index ? Set(ids.enumerated().filter { $0.offset != index }.map(\.element)) : [ids[index]]
+        }
+        for bridge in self.peerBridges { bridge.dropConnections() }
+    }
+
+    /// Ends every partition made by ``isolate(_:)``.
+    public func healPartition() {
+        for bridge in self.peerBridges { bridge.refusedPeers = [] }
+    }
+
+    /// Each member's raft ID, in the order of ``members``, asked of the members themselves.
+    private func memberIDs() async throws -> [UInt64] {
+        var configuration = self.clientConfiguration()
+        configuration.dialTimeout = .seconds(2)
+        return try await withEtcdClient(configuration) { client in
+            var ids: [UInt64] = []
+            for member in self.members {
+                ids.append(try await client.status(endpoint: member.clientEndpoint).header.memberID)
+            }
+            return ids
+        }
+    }
+
     /// Runs the `etcdctl` that sits beside the cluster's etcd binary against the running members and
     /// returns what it printed; useful to prepare state (users, roles) the way an operator would.
     ///
@@ -397,6 +461,7 @@ public final class EtcdTestCluster: Sendable {
         for member in self.members + self.joined.withLock({ $0 }) {
             try? await member.kill()
         }
+        for bridge in self.peerBridges { await bridge.close() }
         try? FileManager.default.removeItem(atPath: self.directory)
     }
 }

@@ -26,7 +26,10 @@ public final class EtcdTestMember: Sendable {
     /// `http://127.0.0.1:port` or `https://127.0.0.1:port` for clients.
     public var clientURL: String { "\(self.clientScheme)://127.0.0.1:\(self.clientPort)" }
     /// `http://host:port` for peers.
-    public var peerURL: String { "http://127.0.0.1:\(self.peerPort)" }
+    public var peerURL: String { "http://127.0.0.1:\(self.advertisedPeerPort)" }
+    /// The peer port the cluster knows the member by: a peer bridge's when the cluster has them
+    /// (``EtcdTestCluster/Configuration/peerBridges``), else ``peerPort``.
+    public let advertisedPeerPort: Int
 
     private struct State {
         var process: Process?
@@ -42,10 +45,12 @@ public final class EtcdTestMember: Sendable {
         clientScheme: String,
         clientPort: Int,
         peerPort: Int,
+        advertisedPeerPort: Int? = nil,
         dataDirectory: String,
         binary: String,
         arguments: [String]
     ) {
+        self.advertisedPeerPort = advertisedPeerPort ?? peerPort
         self.name = name
         self.clientScheme = clientScheme
         self.clientPort = clientPort
