@@ -61,6 +61,11 @@ try await withEtcdClient(observed) { client in
     }
     print("tour/ holds \(count) keys")
 
+    // Requiring a leader, like Go's WithRequireLeader: a member cut off from its cluster answers
+    // noLeader at once (and the call moves to another endpoint) instead of holding the call.
+    let led = try await withEtcdRequireLeader { try await client.get("tour/greeting") }
+    print("read with a leader: \(led.kvs.first?.valueString ?? "?")")
+
     // Watches: the closure starts once the watch exists; leaving it cancels the watch.
     try await client.watch("tour/", options: [.prefix, .prevKV]) { responses in
         try await client.put("tour/greeting", value: "hello, watcher")

@@ -16,6 +16,12 @@ extension EtcdClient {
         /// How long to keep trying to reach an endpoint before a call without its own deadline fails with `unavailable`.
         public var dialTimeout: Duration
         /// HTTP/2 keepalive pings that detect dead connections; `nil` turns them off.
+        ///
+        /// While a call or stream is open and nothing has been read for `time`, the client sends a
+        /// PING; if nothing is read within `timeout` after it, the connection is closed and its calls
+        /// move to another endpoint. No PING is sent on a connection without calls. etcd refuses
+        /// PINGs more often than its `--grpc-keepalive-min-time` (default 5 s) and then closes the
+        /// connection ("too many pings"), so keep `time` at or above it.
         public var keepAlive: KeepAlive?
         /// The largest request the client sends, in bytes (Go's default: 2 MiB). Larger requests fail
         /// with `requestTooLarge` before anything is sent.

@@ -315,6 +315,7 @@ extension EtcdClient {
         var attempt = 0
         var reauthenticated = false
         var lastError: EtcdClientError?
+        let requireLeader = EtcdRequireLeader.current
         while true {
             try Task.checkCancellation()
             let connection = pinned ?? self.pickConnection()
@@ -342,6 +343,7 @@ extension EtcdClient {
                 if let token = try await self.currentToken(method: method) {
                     metadata.addString(token, forKey: "token")
                 }
+                if requireLeader { metadata.addString("true", forKey: "hasleader") }
                 if minimumVersion != nil || self.configuration.rejectOldCluster {
                     let version = try await self.serverVersion(of: connection, options: options, metadata: metadata)
                     if let (minimum, feature) = minimumVersion, version < minimum {
@@ -388,17 +390,21 @@ extension EtcdClient {
                 }
                 if case .shutDown = self.lifecycle.withLock({ $0 }) { throw etcdError }
                 if etcdError.isTLSFailure {
-                    connection.markUnhealthy()
+                    self.leave(connection)
                     throw etcdError
                 }
                 let transportFailure = etcdError.code == .unavailable
-                if transportFailure { connection.markUnhealthy() }
+                if transportFailure { self.leave(connection) }
                 let retryable: Bool
                 switch retry {
                 case .idempotent: retryable = transportFailure || etcdError.isTransientServerError
                 case .mutation: retryable = transportFailure && !streamOpened.isSet
                 }
                 guard retryable else { throw etcdError }
+                if requireLeader && etcdError.code == .noLeader && (pinned != nil || self.connections.count < 2) {
+                    // The caller asked to fail fast when the member has no leader, and no other member is in reach.
+                    throw etcdError
+                }
                 let backoff = self.backoff(attempt: attempt)
                 if ContinuousClock.now + backoff >= retryUntil {
                     // Out of time: the caller's deadline, or without one the dial timeout.
@@ -421,7 +427,7 @@ extension EtcdClient {
                 attempt += 1
                 if pinned == nil && self.connections.count > 1 && !transportFailure {
                     // etcd's "no leader"-type answers are the member's, not the network's: try another.
-                    connection.markUnhealthy()
+                    self.leave(connection)
                 }
                 try await Task.sleep(for: backoff)
             }
@@ -443,12 +449,55 @@ extension EtcdClient {
         let count = connections.count
         if count == 1 { return connections[0] }
         let start = self.nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
-        let now = ContinuousClock.now
         for offset in 0..<count {
             let connection = connections[(start &+ offset) % count]
-            if connection.isHealthy(at: now) { return connection }
+            if connection.isHealthy { return connection }
         }
+        let now = ContinuousClock.now
         return connections.min { ($0.unhealthyUntil ?? now) < ($1.unhealthyUntil ?? now) }!
+    }
+
+    /// Stops using `connection` after a failure until a probe finds it answering again.
+    ///
+    /// The probe runs as a background task of ``run()``: a Status call with `hasleader` set, so a
+    /// member that answers but has lost its leader stays left too. It backs off from 0.5 s to 5 s
+    /// and ends when the endpoint answers, a call through it succeeds, or the endpoint is removed.
+    func leave(_ connection: EndpointConnection) {
+        guard connection.markUnhealthy() else { return }
+        self.runInBackground { await self.probe(connection) }
+    }
+
+    private func probe(_ connection: EndpointConnection) async {
+        var options = CallOptions.defaults
+        options.timeout = min(self.configuration.dialTimeout, .seconds(5))
+        options.waitForReady = false
+        var metadata: Metadata = [:]
+        metadata.addString("true", forKey: "hasleader")
+        repeat {
+            guard let next = connection.unhealthyUntil else { continue }
+            do {
+                try await Task.sleep(until: next, clock: .continuous)
+            } catch {
+                connection.probeEnded()
+                return
+            }
+            guard self.connections.contains(where: { $0 === connection }) else {
+                connection.probeEnded()
+                return
+            }
+            guard connection.unhealthyUntil != nil else { continue }  // a call got through meanwhile
+            do {
+                _ = try await connection.maintenance.status(.init(), metadata: metadata, options: options)
+                connection.markHealthy()
+                self.logger.debug("etcd endpoint answers again", metadata: ["etcd_endpoint": "\(connection.endpoint)"])
+            } catch {
+                if Task.isCancelled {
+                    connection.probeEnded()
+                    return
+                }
+                _ = connection.markUnhealthy()
+            }
+        } while !connection.probeEndsIfHealthy()
     }
 
     /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.

@@ -32,3 +32,28 @@ public func withEtcdDeadline<Result>(
     let effective = EtcdCallDeadline.current.map { min($0, deadline) } ?? deadline
     return try await EtcdCallDeadline.$current.withValue(effective, operation: body, isolation: isolation)
 }
+
+/// Whether calls of an ``EtcdClient`` made inside ``withEtcdRequireLeader(_:isolation:_:)`` require a leader.
+enum EtcdRequireLeader {
+    @TaskLocal static var current = false
+}
+
+/// Runs `body` so that every etcd call it makes requires the member to have a leader, like Go's
+/// `clientv3.WithRequireLeader(ctx)`.
+///
+/// A member cut off from the rest of its cluster keeps accepting calls and holds them until its
+/// election times out; with this, it answers at once with `noLeader` instead. Reads and other
+/// idempotent calls then move to another endpoint within their deadline (writes fail with
+/// `noLeader`, which means they were not applied); with no other endpoint to move to, the call
+/// fails with `noLeader` at once. Watches created inside `body` get ``EtcdWatchOptions/requireLeader``.
+///
+/// ```swift
+/// let response = try await withEtcdRequireLeader { try await client.get("config/", options: .prefix) }
+/// ```
+@discardableResult
+public func withEtcdRequireLeader<Result>(
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: () async throws -> Result
+) async throws -> Result {
+    try await EtcdRequireLeader.$current.withValue(true, operation: body, isolation: isolation)
+}

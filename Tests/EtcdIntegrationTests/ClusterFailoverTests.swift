@@ -50,4 +50,50 @@ struct ClusterFailoverTests {
             #expect(try await client.get("k").kvs.first?.valueString == "2")
         }
     }
+
+    @Test(
+        "keepalive finds a black-holed endpoint within its timeout; it is left until a probe finds it answering (no call waits on it meanwhile), then serves again"
+    )
+    func blackholedEndpointProbed() async throws {
+        var test = EtcdTestCluster.Configuration(members: 3)
+        test.heartbeatInterval = 50
+        test.electionTimeout = 500
+        try await withEtcdTestCluster(test) { cluster in
+            try await withEtcdTestBridges(for: cluster) { bridges in
+                var configuration = EtcdClient.Configuration(endpoints: [bridges[0].endpoint, bridges[1].endpoint])
+                configuration.dialTimeout = .seconds(2)
+                configuration.keepAlive = .init(time: .seconds(1), timeout: .milliseconds(500))
+                try await withEtcdClient(configuration) { client in
+                    let blackholed = try await client.status(endpoint: bridges[0].endpoint).header.memberID
+                    bridges[0].mode = .blackhole
+                    // Round robin sends one of these into the black hole; keepalive pings (1 s / 0.5 s) find
+                    // it dead and the read moves on.
+                    for _ in 0..<2 {
+                        let start = ContinuousClock.now
+                        _ = try await withEtcdTimeout(.seconds(5)) { try await client.get("k") }
+                        #expect(
+                            ContinuousClock.now - start < .milliseconds(2500), "took \(ContinuousClock.now - start)")
+                    }
+                    // Left: for the next 5 s (ten probe periods) no write goes near it; one that did
+                    // would wait out its deadline there (a write that was sent is not retried).
+                    let start = ContinuousClock.now
+                    var writes = 0
+                    while ContinuousClock.now - start < .seconds(5) {
+                        let response = try await withEtcdTimeout(.seconds(2)) {
+                            try await client.put("k", value: "\(writes)")
+                        }
+                        #expect(response.header.memberID != blackholed)
+                        writes += 1
+                    }
+                    bridges[0].mode = .pass
+                    // A probe finds it answering, and calls reach it again.
+                    try await within(.seconds(10), "a read answered by the healed member") {
+                        while try await withEtcdTimeout(.seconds(2), { try await client.get("k") }).header.memberID
+                            != blackholed
+                        {}
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import Foundation
 import Testing
 
 @Suite("Connections and lifecycle", .timeLimit(.minutes(2)))
@@ -50,6 +51,91 @@ struct ConnectionTests {
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("127.0.0.1:1") == true)
         #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("a call to a plain HTTP server (not gRPC) ends with unavailable naming the endpoint after the dial timeout")
+    func plainHTTPServer() async throws {
+        try await withPlainHTTPServer { port in
+            var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:\(port)"])
+            configuration.dialTimeout = .seconds(1)
+            let start = ContinuousClock.now
+            let error = await etcdErrorCode {
+                try await withEtcdClient(configuration) { client in _ = try await client.get("k") }
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.endpoint?.contains("127.0.0.1:\(port)") == true, "\(String(describing: error))")
+            #expect(ContinuousClock.now - start < .seconds(10))
+        }
+    }
+
+    /// Runs Python's http.server on a free loopback port for the duration of `body`.
+    private func withPlainHTTPServer(_ body: (Int) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "swift-etcd-http-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let portFile = folder.appendingPathComponent("port").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.currentDirectoryURL = folder
+        // Binds port 0, then names the port it got in a file (written whole, by rename).
+        process.arguments = [
+            "python3", "-c",
+            """
+            import http.server, os, sys
+            server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+            open(sys.argv[1] + ".tmp", "w").write(str(server.server_address[1]))
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+            server.serve_forever()
+            """,
+            portFile,
+        ]
+        try process.run()
+        do {
+            try await self.useServer(portFile, body)
+        } catch {
+            await self.stop(process)
+            throw error
+        }
+        await self.stop(process)
+    }
+
+    private func useServer(_ portFile: String, _ body: (Int) async throws -> Void) async throws {
+        let port = try await within(.seconds(10), "python3's http.server to start") {
+            while true {
+                if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) {
+                    return port
+                }
+                try await Task.sleep(for: .milliseconds(20))  // the server writes the file when it listens
+            }
+        }
+        try await body(port)
+    }
+
+    /// Kills the server (SIGKILL cannot be ignored; Foundation reaps it).
+    private func stop(_ process: Process) async {
+        kill(process.processIdentifier, SIGKILL)
+    }
+
+    @Test(
+        "a call without a deadline to an endpoint that accepts but never answers ends with unavailable after the dial timeout"
+    )
+    func blackholedEndpointWithoutDeadline() async throws {
+        try await withEtcdTestCluster { cluster in
+            try await withEtcdTestBridges(for: cluster) { bridges in
+                bridges[0].mode = .blackhole
+                var configuration = EtcdClient.Configuration(endpoints: [bridges[0].endpoint])
+                configuration.dialTimeout = .seconds(1)
+                configuration.keepAlive = nil
+                let start = ContinuousClock.now
+                let error = await etcdErrorCode {
+                    try await withEtcdClient(configuration) { client in _ = try await client.get("k") }
+                }
+                #expect(error?.code == .unavailable)
+                #expect(error?.endpoint?.contains(bridges[0].endpoint) == true, "\(String(describing: error))")
+                #expect(ContinuousClock.now - start < .seconds(5))
+            }
+        }
     }
 
     @Test("a call with a deadline to an unreachable endpoint ends with deadlineExceeded by its deadline")

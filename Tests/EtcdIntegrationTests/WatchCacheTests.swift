@@ -71,7 +71,8 @@ struct WatchCacheTests {
 
     @Test("without run(), a linearizable read fails with deadlineExceeded instead of waiting forever")
     func notRunning() async throws {
-        try await withEtcd(configure: { $0.dialTimeout = .seconds(1) }) { _, client in
+        // The dial timeout bounds the wait; it also bounds the client's first call to the fresh member.
+        try await withEtcd(configure: { $0.dialTimeout = .seconds(3) }) { _, client in
             let cache = try await EtcdWatchCache(client: client, prefix: "c/")
             try await client.put("c/x", value: "1")
             let error = await etcdErrorCode { _ = try await cache.get("c/x", linearizable: true) }

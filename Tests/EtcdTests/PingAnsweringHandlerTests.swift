@@ -55,4 +55,98 @@ struct PingAnsweringHandlerTests {
             _ = try channel.finish()
         }
     }
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// A handler with keepalive 1 s / 0.5 s on an embedded channel that has sent its preface.
+    private func keepAliveChannel() throws -> (PingAnsweringHandler, EmbeddedChannel) {
+        let handler = PingAnsweringHandler(keepAlive: .init(time: .seconds(1), timeout: .milliseconds(500)))
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeOutbound(ByteBuffer(bytes: Self.preface + frame(type: 0x4, flags: 0, stream: 0, payload: [])))
+        _ = try self.writtenAll(channel)
+        return (handler, channel)
+    }
+
+    @Test("keepalive: no PING while no call is open, however long the connection is quiet")
+    func noPingWhenIdle() throws {
+        let (handler, channel) = try self.keepAliveChannel()
+        // A call that ends both ways, split across writes.
+        let request =
+            frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82])
+            + frame(type: 0x0, flags: 0x1, stream: 1, payload: [1, 2])
+        try channel.writeOutbound(ByteBuffer(bytes: request[0..<4]))
+        try channel.writeOutbound(ByteBuffer(bytes: request[4...]))
+        try channel.writeInbound(ByteBuffer(bytes: frame(type: 0x1, flags: 0x5, stream: 1, payload: [0x88])))
+        #expect(!handler.hasOpenStreams)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+        #expect(handler.sentPings == 0)
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    @Test(
+        "keepalive: a quiet open call gets a PING after the keepalive time; no answer within the timeout closes the connection"
+    )
+    func pingThenClose() throws {
+        let (handler, channel) = try self.keepAliveChannel()
+        try channel.writeOutbound(ByteBuffer(bytes: frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82])))
+        _ = try self.writtenAll(channel)
+        #expect(handler.hasOpenStreams)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
+        #expect(handler.sentPings == 0)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(250))
+        #expect(handler.sentPings == 1)
+        let ping = try self.writtenAll(channel)
+        #expect(ping.count == 17 && ping[3] == 0x6 && ping[4] == 0)
+        // Checked every 125 ms: the PING went out at 1.0 s, so the timeout ends at 1.5 s.
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(300))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(!channel.isActive, "no answer within the timeout must close the connection")
+    }
+
+    @Test(
+        "keepalive: the PING's answer keeps the connection and is not passed on; PINGs continue while the call is quiet"
+    )
+    func pingAnswered() throws {
+        let (handler, channel) = try self.keepAliveChannel()
+        try channel.writeOutbound(ByteBuffer(bytes: frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82])))
+        _ = try self.writtenAll(channel)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1250))
+        let ping = try self.writtenAll(channel)
+        try #require(ping.count == 17)
+        try channel.writeInbound(ByteBuffer(bytes: frame(type: 0x6, flags: 0x1, stream: 0, payload: Array(ping[9...]))))
+        #expect(try self.readAll(channel).isEmpty, "our own PING's acknowledgement is consumed")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+        #expect(handler.sentPings == 2)
+        // The server ends the call: no more PINGs, and the outstanding one does not matter once answered by data.
+        try channel.writeInbound(ByteBuffer(bytes: frame(type: 0x3, flags: 0, stream: 1, payload: [0, 0, 0, 8])))
+        #expect(!handler.hasOpenStreams)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(handler.sentPings == 2)
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    @Test(
+        "a server that sends nothing within the handshake timeout has its connection closed; one that answers keeps it")
+    func handshakeTimeout() throws {
+        for answers in [false, true] {
+            let handler = PingAnsweringHandler(handshakeTimeout: .seconds(2))
+            let channel = EmbeddedChannel(handler: handler)
+            try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+            try channel.writeOutbound(ByteBuffer(bytes: Self.preface))
+            channel.embeddedEventLoop.advanceTime(by: .milliseconds(1900))
+            #expect(channel.isActive)
+            if answers {
+                try channel.writeInbound(ByteBuffer(bytes: frame(type: 0x4, flags: 0, stream: 0, payload: [])))
+            }
+            channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+            #expect(channel.isActive == answers)
+            if answers { _ = try channel.finish() }
+        }
+    }
 }

@@ -3,6 +3,7 @@ package import EtcdAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOCore
 import Synchronization
 
 /// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
@@ -21,6 +22,8 @@ package final class EndpointConnection: Sendable {
     private struct State {
         var unhealthyUntil: ContinuousClock.Instant?
         var consecutiveFailures = 0
+        /// Whether a task probes the endpoint (see `EtcdClient.leave`).
+        var probing = false
         var serverVersion: EtcdServerVersion?
     }
     private let state = Mutex(State())
@@ -61,13 +64,8 @@ package final class EndpointConnection: Sendable {
             security = .plaintext
         }
         let transportConfig = HTTP2ClientTransport.Posix.Config.defaults { config in
-            if let keepAlive = configuration.keepAlive {
-                config.connection.keepalive = .init(
-                    time: keepAlive.time,
-                    timeout: keepAlive.timeout,
-                    allowWithoutCalls: false
-                )
-            }
+            // Keepalive PINGs are sent by PingAnsweringHandler (see there why not by grpc-swift).
+            config.connection.keepalive = nil
             config.connection.maxIdleTime = nil
             // Flush coalescing delays a lone request by up to 100 µs; measured with etcd-swift-bench on
             // etcd 3.4 it cost 26% of watch throughput (one sequential writer) and gained nothing at 16
@@ -79,7 +77,13 @@ package final class EndpointConnection: Sendable {
                 multiplier: 1.6,
                 jitter: 0.2
             )
-            config.channelDebuggingCallbacks.onCreateTCPConnection = PingAnsweringHandler.install(on:)
+            let keepAlive = configuration.keepAlive.map {
+                PingAnsweringHandler.KeepAlive(time: .init($0.time), timeout: .init($0.timeout))
+            }
+            let handshakeTimeout = TimeAmount(configuration.dialTimeout)
+            config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+                PingAnsweringHandler.install(on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
+            }
             if let serverName = configuration.tls?.serverName, endpoint.useTLS {
                 config.http2.authority = serverName
             }
@@ -117,32 +121,49 @@ package final class EndpointConnection: Sendable {
         self.election = .init(wrapping: self.grpc)
     }
 
-    /// Whether the endpoint may be used now (it has not failed recently).
-    func isHealthy(at now: ContinuousClock.Instant) -> Bool {
-        self.state.withLock { state in
-            guard let until = state.unhealthyUntil else { return true }
-            return until <= now
-        }
-    }
+    /// Whether the endpoint may be used: it has not failed, or a probe has answered since it did.
+    var isHealthy: Bool { self.state.withLock { $0.unhealthyUntil == nil } }
 
+    /// When the endpoint is next probed; nil while it is healthy. When every endpoint has failed,
+    /// the client uses the one probed soonest.
     var unhealthyUntil: ContinuousClock.Instant? { self.state.withLock { $0.unhealthyUntil } }
 
-    /// Leaves the endpoint for a while after a transport failure: 0.5 s, doubling up to 5 s.
-    func markUnhealthy() {
+    /// Leaves the endpoint after a failure until a probe answers; probes back off from 0.5 s,
+    /// doubling up to 5 s. Returns whether the caller must start the probe (none runs yet).
+    func markUnhealthy() -> Bool {
         self.state.withLock { state in
             state.consecutiveFailures += 1
             let exponent = min(state.consecutiveFailures - 1, 4)
             let pause = Duration.milliseconds(500) * (1 << exponent)
             state.unhealthyUntil = .now + min(pause, .seconds(5))
+            if state.probing { return false }
+            state.probing = true
+            return true
         }
     }
 
+    /// Puts the endpoint back into use after a call or a probe got through.
     func markHealthy() {
         self.state.withLock { state in
             if state.unhealthyUntil != nil || state.consecutiveFailures != 0 {
                 state.unhealthyUntil = nil
                 state.consecutiveFailures = 0
             }
+        }
+    }
+
+    /// Records that the probe task ended (the endpoint was removed, or the client stopped).
+    func probeEnded() {
+        self.state.withLock { $0.probing = false }
+    }
+
+    /// Ends the probe if the endpoint is healthy; false when it failed again meanwhile, so the
+    /// probe must go on (no other probe is started while this one runs).
+    func probeEndsIfHealthy() -> Bool {
+        self.state.withLock { state in
+            guard state.unhealthyUntil == nil else { return false }
+            state.probing = false
+            return true
         }
     }
 

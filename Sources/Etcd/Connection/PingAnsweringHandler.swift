@@ -2,7 +2,8 @@
 import NIOCore
 import NIOHTTP2
 
-/// Answers the server's HTTP/2 PING frames before they reach `NIOHTTP2Handler`.
+/// Answers the server's HTTP/2 PING frames before they reach `NIOHTTP2Handler`, sends the
+/// client's keepalive PINGs, and closes a connection whose server says nothing.
 ///
 /// gRPC-Go servers (etcd among them) send a PING for bandwidth estimation whenever data arrives, so
 /// a busy client receives hundreds of PINGs a second. swift-nio-http2 1.46 treats more than 200
@@ -11,6 +12,21 @@ import NIOHTTP2
 /// limit. This handler sits between TLS (if any) and the HTTP/2 handler, acknowledges each non-ACK
 /// PING itself and removes it from the byte stream; every other frame, PING acknowledgements for our
 /// own keepalive pings included, passes through unchanged.
+///
+/// Keepalive (gRFC A8, as gRPC-Go clients do it): while a call is open and nothing has been read for
+/// the keepalive time, the handler sends a PING; if nothing at all is read within the keepalive
+/// timeout after it, the connection is closed, failing its calls with `unavailable` so they can
+/// move to another endpoint. It tracks open streams from the frames both ways. grpc-swift-nio-
+/// transport's own keepalive is not used: without "permit without calls" it stops the timer when a
+/// connection's last call ends and never restarts it, so a connection that was ever idle is never
+/// pinged again (and with it, etcd, which does not permit pings without calls, closes idle
+/// connections for "too many pings").
+///
+/// Handshake timeout: a server that accepts the connection but never sends a byte (a black hole,
+/// or something that is not an HTTP/2 server and waits for a request) would keep gRPC's connection
+/// attempt, and every call waiting for it, pending forever. When nothing has been read within the
+/// handshake timeout (the dial timeout) after connecting, the handler closes the connection, so
+/// the attempt fails and the calls with it.
 final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -29,8 +45,45 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// PINGs answered on this connection; visible to tests through ``answeredPings``.
     private(set) var answeredPings = 0
 
+    /// Keepalive PING interval and timeout; nil sends none.
+    struct KeepAlive {
+        var time: TimeAmount
+        var timeout: TimeAmount
+    }
+    private let keepAlive: KeepAlive?
+    /// Streams the client opened that are not closed both ways: bit 1 set when the client ended
+    /// its side, bit 2 when the server did.
+    private var streams: [UInt32: UInt8] = [:]
+    private var lastRead = NIODeadline.now()
+    /// When the unanswered keepalive PING was sent.
+    private var pingSentAt: NIODeadline?
+    private let pingPayload = withUnsafeBytes(of: UInt64.random(in: .min ... .max)) { Array($0) }
+    private var timer: RepeatedTask?
+    /// Outbound parsing: the client preface still to skip, the start of a split frame header, and
+    /// the bytes of the current frame still to pass.
+    private var outboundPreface = 24
+    private var outboundPartial: [UInt8] = []
+    private var outboundPassThrough = 0
+    /// Keepalive PINGs sent; visible to tests.
+    private(set) var sentPings = 0
+
+    private let handshakeTimeout: TimeAmount?
+    private var handshakeTimer: Scheduled<Void>?
+    private var hasRead = false
+
+    init(keepAlive: KeepAlive? = nil, handshakeTimeout: TimeAmount? = nil) {
+        self.keepAlive = keepAlive
+        self.handshakeTimeout = handshakeTimeout
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = self.unwrapInboundIn(data)
+        self.lastRead = context.eventLoop.now
+        if !self.hasRead {
+            self.hasRead = true
+            self.handshakeTimer?.cancel()
+            self.handshakeTimer = nil
+        }
         if var partial = self.partial {
             partial.writeBuffer(&buffer)
             buffer = partial
@@ -58,14 +111,31 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 break
             }
             let length = Int(lengthHigh) << 16 | Int(lengthLow)
-            let isPing = type == Self.pingType && flags & Self.ackFlag == 0 && length == Self.pingPayloadSize
+            let isPing = type == Self.pingType && length == Self.pingPayloadSize
             guard isPing else {
+                if let stream = buffer.getInteger(at: cursor + 5, as: UInt32.self) {
+                    self.track(type: type, flags: flags, stream: stream & 0x7fff_ffff, outbound: false)
+                }
                 self.passThrough = Self.frameHeaderSize + length
                 continue
             }
             guard end - cursor >= Self.frameHeaderSize + length else { break }
+            let isOurAck =
+                flags & Self.ackFlag != 0
+                && buffer.getBytes(at: cursor + Self.frameHeaderSize, length: Self.pingPayloadSize) == self.pingPayload
+            if flags & Self.ackFlag != 0 && !isOurAck {
+                // Someone else's acknowledgement (grpc-swift's): pass it on.
+                self.passThrough = Self.frameHeaderSize + length
+                continue
+            }
             if cursor > forwardFrom, let slice = buffer.getSlice(at: forwardFrom, length: cursor - forwardFrom) {
                 context.fireChannelRead(self.wrapInboundOut(slice))
+            }
+            if isOurAck {
+                // The answer to our keepalive PING: the read above already counts; cut it out.
+                cursor += Self.frameHeaderSize + length
+                forwardFrom = cursor
+                continue
             }
             let opaque = buffer.getSlice(at: cursor + Self.frameHeaderSize, length: Self.pingPayloadSize)!
             var ack = context.channel.allocator.buffer(capacity: Self.frameHeaderSize + Self.pingPayloadSize)
@@ -91,12 +161,156 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if answered { context.flush() }
     }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if self.keepAlive != nil {
+            let buffer = self.unwrapOutboundIn(data)
+            self.scanOutbound(buffer.readableBytesView)
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Follows the frames the client writes (after its 24-byte preface), for the streams it opens and ends.
+    private func scanOutbound(_ bytes: ByteBufferView) {
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if self.outboundPreface > 0 {
+                let count = min(self.outboundPreface, bytes.endIndex - index)
+                self.outboundPreface -= count
+                index += count
+            } else if self.outboundPassThrough > 0 {
+                let count = min(self.outboundPassThrough, bytes.endIndex - index)
+                self.outboundPassThrough -= count
+                index += count
+            } else {
+                let count = min(Self.frameHeaderSize - self.outboundPartial.count, bytes.endIndex - index)
+                self.outboundPartial += bytes[index..<(index + count)]
+                index += count
+                guard self.outboundPartial.count == Self.frameHeaderSize else { break }
+                let header = self.outboundPartial
+                self.outboundPartial = []
+                let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
+                let stream =
+                    (UInt32(header[5]) << 24 | UInt32(header[6]) << 16 | UInt32(header[7]) << 8
+                        | UInt32(header[8])) & 0x7fff_ffff
+                self.track(type: header[3], flags: header[4], stream: stream, outbound: true)
+                self.outboundPassThrough = length
+            }
+        }
+    }
+
+    private static let dataType: UInt8 = 0x0
+    private static let headersType: UInt8 = 0x1
+    private static let resetType: UInt8 = 0x3
+    private static let endStreamFlag: UInt8 = 0x1
+
+    /// Notes a stream opened (client HEADERS), ended one way (END_STREAM) or reset.
+    private func track(type: UInt8, flags: UInt8, stream: UInt32, outbound: Bool) {
+        guard self.keepAlive != nil, stream != 0 else { return }
+        switch type {
+        case Self.headersType, Self.dataType:
+            if outbound && type == Self.headersType && self.streams[stream] == nil { self.streams[stream] = 0 }
+            guard var state = self.streams[stream] else { return }
+            if flags & Self.endStreamFlag != 0 { state |= outbound ? 1 : 2 }
+            self.streams[stream] = state == 3 ? nil : state
+        case Self.resetType:
+            self.streams[stream] = nil
+        default:
+            break
+        }
+    }
+
+    /// Whether the client has calls open on the connection.
+    var hasOpenStreams: Bool { !self.streams.isEmpty }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { self.startTimers(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.startTimers(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.stopTimers()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.stopTimers()
+    }
+
+    private func stopTimers() {
+        self.timer?.cancel()
+        self.timer = nil
+        self.handshakeTimer?.cancel()
+        self.handshakeTimer = nil
+    }
+
+    private func startTimers(context: ChannelHandlerContext) {
+        if let timeout = self.handshakeTimeout, !self.hasRead, self.handshakeTimer == nil {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.handshakeTimer = context.eventLoop.scheduleTask(in: timeout) {
+                let (handler, context) = loopBound.value
+                handler.handshakeTimer = nil
+                if !handler.hasRead { context.close(promise: nil) }
+            }
+        }
+        self.startKeepAlive(context: context)
+    }
+
+    private func startKeepAlive(context: ChannelHandlerContext) {
+        guard let keepAlive = self.keepAlive, self.timer == nil else { return }
+        self.lastRead = context.eventLoop.now
+        // Checked four times per the shorter of the two durations, so each is kept within a quarter.
+        let check = TimeAmount.nanoseconds(max(min(keepAlive.time, keepAlive.timeout).nanoseconds / 4, 10_000_000))
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: check, delay: check) { _ in
+            let (handler, context) = loopBound.value
+            handler.checkKeepAlive(context: context)
+        }
+    }
+
+    /// Sends a PING when calls are open and nothing was read for the keepalive time; closes the
+    /// connection when nothing was read within the timeout after it.
+    func checkKeepAlive(context: ChannelHandlerContext) {
+        guard let keepAlive = self.keepAlive else { return }
+        let now = context.eventLoop.now
+        if let sent = self.pingSentAt {
+            if self.lastRead >= sent {
+                self.pingSentAt = nil
+            } else {
+                if now - sent >= keepAlive.timeout {
+                    self.timer?.cancel()
+                    self.timer = nil
+                    context.close(promise: nil)
+                }
+                return
+            }
+        }
+        guard !self.streams.isEmpty, now - self.lastRead >= keepAlive.time else { return }
+        var ping = context.channel.allocator.buffer(capacity: Self.frameHeaderSize + Self.pingPayloadSize)
+        ping.writeInteger(UInt8(0))
+        ping.writeInteger(UInt16(Self.pingPayloadSize))
+        ping.writeInteger(Self.pingType)
+        ping.writeInteger(UInt8(0))
+        ping.writeInteger(UInt32(0))  // stream 0
+        ping.writeBytes(self.pingPayload)
+        context.writeAndFlush(self.wrapOutboundOut(ping), promise: nil)
+        self.pingSentAt = now
+        self.sentPings += 1
+    }
+
     /// Installs the handler in front of the HTTP/2 handler of a new connection.
-    static func install(on channel: any Channel) -> EventLoopFuture<Void> {
+    static func install(on channel: any Channel, keepAlive: KeepAlive?, handshakeTimeout: TimeAmount?)
+        -> EventLoopFuture<Void>
+    {
         channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
             let http2 = try sync.handler(type: NIOHTTP2Handler.self)
-            try sync.addHandler(PingAnsweringHandler(), position: .before(http2))
+            try sync.addHandler(
+                PingAnsweringHandler(keepAlive: keepAlive, handshakeTimeout: handshakeTimeout), position: .before(http2)
+            )
         }
     }
 }

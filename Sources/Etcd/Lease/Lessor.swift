@@ -222,9 +222,9 @@ final class Lessor: Sendable {
                 case .invalidAuthToken, .authOldRevision:
                     client.forgetToken()
                 case .unavailable:
-                    connection.markUnhealthy()
+                    client.leave(connection)
                 default:
-                    if client.connections.count > 1 { connection.markUnhealthy() }
+                    if client.connections.count > 1 { client.leave(connection) }
                 }
                 if failure.isTLSFailure || failure.code == .authFailed || failure.code == .userEmpty {
                     // Configuration problems: reopening cannot help, and leases must not look kept.

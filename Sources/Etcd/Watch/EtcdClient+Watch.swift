@@ -47,7 +47,8 @@ extension EtcdClient {
         _ body: (EtcdWatchResponses) async throws -> Result
     ) async throws -> Result {
         try self.checkNotShutDown()
-        let stream = self.watcher.stream(requireLeader: options.requireLeader ?? false, client: self)
+        let stream = self.watcher.stream(
+            requireLeader: options.requireLeader ?? EtcdRequireLeader.current, client: self)
         let resumer = WatchResumer()
         let entry = WatchEntry(
             request: request,

@@ -258,9 +258,9 @@ final class WatchStream: Sendable {
                 case .invalidAuthToken, .authOldRevision:
                     self.client.forgetToken()
                 case .unavailable:
-                    connection.markUnhealthy()
+                    self.client.leave(connection)
                 default:
-                    if self.client.connections.count > 1 { connection.markUnhealthy() }
+                    if self.client.connections.count > 1 { self.client.leave(connection) }
                 }
                 if failure.isTLSFailure || failure.code == .authFailed || failure.code == .userEmpty
                     || failure.code == .permissionDenied
