@@ -91,9 +91,13 @@ struct FaultSuiteTests {
             }
 
             let record = workload.record.withLock { $0 }
+            let history = workload.history.withLock { $0 }
             print(
-                "fault \(fault.rawValue): \(record.operations) calls, \(record.acknowledged.count) writes acknowledged, errors \(record.errors.sorted { $0.key < $1.key }), recovery \(recovery)"
+                "fault \(fault.rawValue): \(record.operations) calls, \(record.acknowledged.count) writes acknowledged, errors \(record.errors.sorted { $0.key < $1.key }), recovery \(recovery), register history \(history.count) operations (\(history.filter { $0.return == nil }.count) of unknown outcome)"
             )
+            // The registers' history is linearizable: no stale read, no lost or resurrected write.
+            #expect(throws: Never.self) { try EtcdLinearizability.check(history) }
+            #expect(history.count > 20, "too few register operations to judge")
             #expect(recovery < Self.dialTimeout * 2, "recovery took \(recovery)")
             #expect(record.untyped.isEmpty, "\(record.untyped.prefix(5))")
             #expect(record.late.isEmpty, "\(record.late.prefix(5))")

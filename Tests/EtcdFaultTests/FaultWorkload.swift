@@ -30,6 +30,9 @@ final class FaultWorkload: Sendable {
     /// Events seen by each watch: (key, revision).
     private let watched = Mutex([[(String, Int64)]](repeating: [], count: 20))
     let leases: Mutex<[EtcdLease]> = Mutex([])
+    /// Every operation on the registers `r/0`...`r/2`, for the linearizability check.
+    let history: Mutex<[EtcdRegisterOperation]> = Mutex([])
+    static let registers = 3
 
     init(client: EtcdClient) {
         self.client = client
@@ -42,6 +45,9 @@ final class FaultWorkload: Sendable {
                 group.addTask { await self.write(worker) }
             }
             group.addTask { await self.read() }
+            for worker in 0..<Self.registers {
+                group.addTask { await self.useRegisters(worker) }
+            }
         }
     }
 
@@ -83,17 +89,50 @@ final class FaultWorkload: Sendable {
         }
     }
 
-    /// One call with the suite's deadline, classified.
-    private func call(_ what: String, _ body: @escaping @Sendable () async throws -> Void) async {
+    /// Writes unique values to and reads the registers, recording each operation's interval and outcome.
+    private func useRegisters(_ worker: Int) async {
+        var sequence = 0
+        while !Task.isCancelled {
+            let key = "r/\(Int.random(in: 0..<Self.registers))"
+            sequence += 1
+            let call = ContinuousClock.now
+            if Bool.random() {
+                let value = "\(worker)-\(sequence)"
+                let ok = await self.call("put \(key)") { try await self.client.put(key, value: value) }
+                // A write cut off by the end of the workload is of unknown outcome too.
+                let end: ContinuousClock.Instant? = ok ? .now : nil
+                self.history.withLock { $0.append(.init(key: key, kind: .write(value), call: call, return: end)) }
+            } else {
+                let value = Mutex<String?>(nil)
+                let ok = await self.call("get \(key)") {
+                    let read = try await self.client.get(key).kvs.first?.valueString
+                    value.withLock { $0 = read }
+                }
+                let end = ContinuousClock.now
+                // A failed read tells nothing.
+                if ok {
+                    self.history.withLock {
+                        $0.append(.init(key: key, kind: .read(value.withLock { $0 }), call: call, return: end))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call with the suite's deadline, classified; returns whether it succeeded.
+    @discardableResult
+    private func call(_ what: String, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
         let start = ContinuousClock.now
+        var ok = false
         do {
             try await withEtcdTimeout(Self.deadline) { try await body() }
+            ok = true
         } catch is CancellationError {
-            return
+            return false
         } catch let error as EtcdClientError {
             self.record.withLock { $0.errors["\(error.code)", default: 0] += 1 }
         } catch {
-            if Task.isCancelled { return }
+            if Task.isCancelled { return false }
             self.record.withLock { $0.untyped.append("\(what): \(error)") }
         }
         let elapsed = ContinuousClock.now - start
@@ -101,6 +140,7 @@ final class FaultWorkload: Sendable {
             record.operations += 1
             if elapsed > Self.deadline + .seconds(1) { record.late.append("\(what) took \(elapsed)") }
         }
+        return ok
     }
 
     /// Runs watch `index` (of 20) from `revision` until the task is cancelled.
