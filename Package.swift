@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "EtcdConfigProvider", targets: ["EtcdConfigProvider"]),
         .library(name: "EtcdTesting", targets: ["EtcdTesting"]),
         .executable(name: "etcd-swift-bench", targets: ["etcd-swift-bench"]),
+        .executable(name: "etcdctl-swift", targets: ["etcdctl-swift"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -36,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // Generated messages and gRPC stubs (scripts/generate-api); package visibility only.
@@ -119,6 +121,13 @@ let package = Package(
             dependencies: [
                 "Etcd", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "etcdctl-swift",
+            dependencies: [
+                "Etcd", "EtcdConcurrency", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

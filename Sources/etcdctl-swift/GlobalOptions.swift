@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import Foundation
+
+/// etcdctl's global flags, accepted before or after the command (as cobra's persistent flags are),
+/// with `ETCDCTL_*` environment variables as defaults.
+struct GlobalOptions: Sendable {
+    var endpoints = ["127.0.0.1:2379"]
+    var dialTimeout = Duration.seconds(2)
+    var commandTimeout = Duration.seconds(5)
+    var keepAliveTime = Duration.seconds(2)
+    var keepAliveTimeout = Duration.seconds(6)
+    var user: String?
+    var password: String?
+    var caFile: String?
+    var certFile: String?
+    var keyFile: String?
+    var insecureSkipVerify = false
+    var insecureTransport = true
+    var writeOut = OutputFormat.simple
+    var hex = false
+
+    /// The flags that take a value, by name (without dashes); `w` is `write-out`.
+    private static let valued: Set<String> = [
+        "endpoints", "dial-timeout", "command-timeout", "keepalive-time", "keepalive-timeout", "user", "password",
+        "cacert", "cert", "key", "write-out", "w", "discovery-srv", "d", "discovery-srv-name",
+    ]
+    private static let booleans: Set<String> = [
+        "insecure-skip-tls-verify", "insecure-transport", "hex", "debug", "insecure-discovery",
+    ]
+
+    /// Takes the global flags out of `arguments` (up to a `--`, after which everything belongs to
+    /// the command), applying the environment first; returns the options and the rest.
+    static func extract(from arguments: [String], environment: [String: String]) throws(UsageError) -> (
+        GlobalOptions, [String]
+    ) {
+        var options = GlobalOptions()
+        for name in Self.valued.union(Self.booleans) where name.count > 1 {
+            let variable = "ETCDCTL_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            if let value = environment[variable] { try options.set(name, value) }
+        }
+        var rest: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--" {
+                rest += arguments[index...]
+                break
+            }
+            guard argument.hasPrefix("-"), argument.count > 1 else {
+                rest.append(argument)
+                index += 1
+                continue
+            }
+            let body = argument.drop(while: { $0 == "-" })
+            let (name, inline) =
+                body.firstIndex(of: "=").map { (String(body[..<$0]), String(body[body.index(after: $0)...])) }
+                ?? (String(body), nil)
+            if Self.valued.contains(name) {
+                guard let value = inline ?? (index + 1 < arguments.count ? arguments[index + 1] : nil) else {
+                    throw UsageError("flag needs an argument: \(argument)")
+                }
+                try options.set(name, value)
+                index += inline == nil ? 2 : 1
+            } else if Self.booleans.contains(name) {
+                try options.set(name, inline ?? "true")
+                index += 1
+            } else {
+                rest.append(argument)
+                index += 1
+            }
+        }
+        return (options, rest)
+    }
+
+    private mutating func set(_ name: String, _ value: String) throws(UsageError) {
+        switch name {
+        case "endpoints": self.endpoints = value.split(separator: ",").map(String.init)
+        case "dial-timeout": self.dialTimeout = try Self.duration(value, name)
+        case "command-timeout": self.commandTimeout = try Self.duration(value, name)
+        case "keepalive-time": self.keepAliveTime = try Self.duration(value, name)
+        case "keepalive-timeout": self.keepAliveTimeout = try Self.duration(value, name)
+        case "user": self.user = value
+        case "password": self.password = value
+        case "cacert": self.caFile = value
+        case "cert": self.certFile = value
+        case "key": self.keyFile = value
+        case "insecure-skip-tls-verify": self.insecureSkipVerify = try Self.bool(value, name)
+        case "insecure-transport": self.insecureTransport = try Self.bool(value, name)
+        case "hex": self.hex = try Self.bool(value, name)
+        case "write-out", "w":
+            guard let format = OutputFormat(rawValue: value) else {
+                throw UsageError("unsupported output format \(value)")
+            }
+            self.writeOut = format
+        default: break  // accepted for compatibility, without effect (debug, discovery)
+        }
+    }
+
+    private static func bool(_ value: String, _ name: String) throws(UsageError) -> Bool {
+        switch value.lowercased() {
+        case "true", "1", "t": return true
+        case "false", "0", "f": return false
+        default:
+            throw UsageError(
+                "invalid argument \"\(value)\" for \"--\(name)\" flag: strconv.ParseBool: parsing \"\(value)\": invalid syntax"
+            )
+        }
+    }
+
+    /// A Go duration: `5s`, `500ms`, `1m30s`, `2h`, `1.5s`.
+    static func duration(_ text: String, _ name: String) throws(UsageError) -> Duration {
+        let units: [(String, Double)] = [
+            ("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600),
+        ]
+        var seconds = 0.0
+        var rest = Substring(text)
+        if rest == "0" { return .zero }
+        while !rest.isEmpty {
+            let number = rest.prefix(while: { $0.isNumber || $0 == "." })
+            rest = rest.dropFirst(number.count)
+            guard let value = Double(number),
+                let unit = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count })
+            else {
+                throw UsageError(
+                    "invalid argument \"\(text)\" for \"--\(name)\" flag: time: invalid duration \"\(text)\"")
+            }
+            rest = rest.dropFirst(unit.0.count)
+            seconds += value * unit.1
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+
+    /// The client configuration these flags describe.
+    func configuration() throws -> EtcdClient.Configuration {
+        var configuration = EtcdClient.Configuration(endpoints: self.endpoints)
+        configuration.dialTimeout = self.dialTimeout
+        configuration.keepAlive = .init(time: self.keepAliveTime, timeout: self.keepAliveTimeout)
+        let wantsTLS =
+            self.caFile != nil || self.certFile != nil || self.keyFile != nil || self.insecureSkipVerify
+            || self.endpoints.contains { $0.hasPrefix("https://") }
+        if wantsTLS {
+            var tls = EtcdClient.Configuration.TLS()
+            tls.trustedCAFile = self.caFile
+            tls.certificateFile = self.certFile
+            tls.keyFile = self.keyFile
+            tls.insecureSkipVerify = self.insecureSkipVerify
+            configuration.tls = tls
+        }
+        if let user = self.user {
+            var name = user
+            var password = self.password
+            if password == nil {
+                guard let colon = user.firstIndex(of: ":") else {
+                    throw UsageError("password is missing: give --user name:password or --password")
+                }
+                name = String(user[..<colon])
+                password = String(user[user.index(after: colon)...])
+            } else if user.contains(":") {
+                throw UsageError("username contains \":\" but --password is set")
+            }
+            configuration.authentication = .init(username: name, password: password ?? "")
+        }
+        return configuration
+    }
+}
+
+/// How results are printed (`-w`).
+enum OutputFormat: String, Sendable {
+    case simple, json, fields, table, protobuf
+}
+
+/// A mistake in the command line: etcdctl exits with 128 for these.
+struct UsageError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

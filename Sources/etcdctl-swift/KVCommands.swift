@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+import Etcd
+import Foundation
+
+/// `get [options] <key> [range_end]`
+struct Get: EtcdctlCommand {
+    static let configuration = CommandConfiguration(abstract: "Gets the key or a range of keys")
+
+    @Option(help: "Linearizable(l) or Serializable(s)") var consistency = "l"
+    @Option(help: "Order of results; ASCEND or DESCEND (ASCEND by default)") var order = ""
+    @Option(name: .customLong("sort-by"), help: "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION") var sortBy = ""
+    @Option(help: "Maximum number of results") var limit: Int64 = 0
+    @Flag(help: "Get keys with matching prefix") var prefix = false
+    @Flag(
+        name: .customLong("from-key"),
+        help: "Get keys that are greater than or equal to the given key using byte compare") var fromKey = false
+    @Option(help: "Specify the kv revision") var rev: Int64 = 0
+    @Flag(name: .customLong("keys-only"), help: "Get only the keys") var keysOnly = false
+    @Flag(name: .customLong("count-only"), help: "Get only the count") var countOnly = false
+    @Flag(name: .customLong("print-value-only"), help: "Only write values when using the \"simple\" output format")
+    var printValueOnly = false
+    @Option(name: .customLong("min-mod-rev"), help: "Minimum modify revision") var minModRev: Int64 = 0
+    @Option(name: .customLong("max-mod-rev"), help: "Maximum modify revision") var maxModRev: Int64 = 0
+    @Option(name: .customLong("min-create-rev"), help: "Minimum create revision") var minCreateRev: Int64 = 0
+    @Option(name: .customLong("max-create-rev"), help: "Maximum create revision") var maxCreateRev: Int64 = 0
+    @Argument var arguments: [String] = []
+
+    func run(_ global: GlobalOptions) async throws {
+        guard var key = self.arguments.first else {
+            throw UsageError("get command needs one argument as key and an optional argument as range_end")
+        }
+        if self.prefix && self.fromKey {
+            throw UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+        }
+        var options: [EtcdGetOptions] = []
+        switch self.consistency {
+        case "s": options.append(.serializable)
+        case "l": break
+        default: throw FeatureError("unknown consistency flag \"\(self.consistency)\"")
+        }
+        if self.arguments.count > 1 {
+            if self.prefix || self.fromKey {
+                throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+            }
+            options.append(.range(end: self.arguments[1]))
+        }
+        if self.limit != 0 { options.append(.limit(self.limit)) }
+        if self.rev > 0 { options.append(.revision(self.rev)) }
+        let sortOrder: EtcdSortOrder
+        switch self.order.uppercased() {
+        case "ASCEND": sortOrder = .ascending
+        case "DESCEND": sortOrder = .descending
+        case "": sortOrder = .none
+        default: throw FeatureError("bad sort order \(self.order)")
+        }
+        let sortTarget: EtcdSortTarget
+        switch self.sortBy.uppercased() {
+        case "CREATE": sortTarget = .createRevision
+        case "KEY", "": sortTarget = .key
+        case "MODIFY": sortTarget = .modRevision
+        case "VALUE": sortTarget = .value
+        case "VERSION": sortTarget = .version
+        default: throw FeatureError("bad sort target \(self.sortBy)")
+        }
+        if sortOrder != .none || sortTarget != .key { options.append(.sort(by: sortTarget, order: sortOrder)) }
+        if self.prefix {
+            if key.isEmpty {
+                key = "\u{0}"
+                options.append(.fromKey)
+            } else {
+                options.append(.prefix)
+            }
+        }
+        if self.fromKey {
+            if key.isEmpty { key = "\u{0}" }
+            options.append(.fromKey)
+        }
+        if self.keysOnly { options.append(.keysOnly) }
+        if self.countOnly { options.append(.countOnly) }
+        if self.minModRev > 0 { options.append(.minModRevision(self.minModRev)) }
+        if self.maxModRev > 0 { options.append(.maxModRevision(self.maxModRev)) }
+        if self.minCreateRev > 0 { options.append(.minCreateRevision(self.minCreateRev)) }
+        if self.maxCreateRev > 0 { options.append(.maxCreateRevision(self.maxCreateRev)) }
+        var printer = global.printer
+        if self.printValueOnly {
+            guard global.writeOut == .simple else {
+                throw UsageError("print-value-only is only for `--write-out=simple`")
+            }
+            printer.valueOnly = true
+        }
+        let merged = options.reduce(EtcdGetOptions()) { [$0, $1] }
+        let finalKey = key
+        let response = try await global.withClient { client in try await client.get(finalKey, options: merged) }
+        printer.get(response)
+    }
+}
+
+/// `put [options] <key> <value>` (or the value from standard input)
+struct Put: EtcdctlCommand {
+    static let configuration = CommandConfiguration(abstract: "Puts the given key into the store")
+
+    @Option(help: "lease ID (in hexadecimal) to attach to the key") var lease = "0"
+    @Flag(name: .customLong("prev-kv"), help: "return the previous key-value pair before modification") var prevKV =
+        false
+    @Flag(name: .customLong("ignore-value"), help: "updates the key using its current value") var ignoreValue = false
+    @Flag(name: .customLong("ignore-lease"), help: "updates the key using its current lease") var ignoreLease = false
+    @Argument var arguments: [String] = []
+
+    func run(_ global: GlobalOptions) async throws {
+        guard let key = self.arguments.first else {
+            throw UsageError("put command needs 1 argument and input from stdin or 2 arguments")
+        }
+        var value = ""
+        if self.arguments.count > 1 {
+            value = self.arguments[1]
+            if self.ignoreValue { throw UsageError("put command needs only 1 argument when 'ignore-value' is set") }
+        } else if !self.ignoreValue {
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            guard !data.isEmpty else {
+                throw UsageError("put command needs 1 argument and input from stdin or 2 arguments")
+            }
+            value = String(decoding: data, as: UTF8.self)
+        }
+        guard let id = Int64(self.lease, radix: 16) ?? UInt64(self.lease, radix: 16).map({ Int64(bitPattern: $0) })
+        else {
+            throw UsageError(
+                "bad lease ID (strconv.ParseInt: parsing \"\(self.lease)\": invalid syntax), expecting ID in Hex")
+        }
+        if self.ignoreLease && id != 0 {
+            throw UsageError("put command needs only 1 argument when 'ignore-lease' is set")  // etcdctl refuses both
+        }
+        var options: [EtcdPutOptions] = []
+        if id != 0 { options.append(.lease(id)) }
+        if self.prevKV { options.append(.prevKV) }
+        if self.ignoreValue { options.append(.ignoreValue) }
+        if self.ignoreLease { options.append(.ignoreLease) }
+        let merged = options.reduce(EtcdPutOptions()) { [$0, $1] }
+        let value_ = value
+        let response = try await global.withClient { client in
+            try await client.put(key, value: self.ignoreValue ? "" : value_, options: merged)
+        }
+        global.printer.put(response)
+    }
+}
+
+/// `del [options] <key> [range_end]`
+struct Del: EtcdctlCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Removes the specified key or range of keys [key, range_end)")
+
+    @Flag(help: "delete keys with matching prefix") var prefix = false
+    @Flag(name: .customLong("prev-kv"), help: "return deleted key-value pairs") var prevKV = false
+    @Flag(
+        name: .customLong("from-key"),
+        help: "delete keys that are greater than or equal to the given key using byte compare") var fromKey = false
+    @Argument var arguments: [String] = []
+
+    func run(_ global: GlobalOptions) async throws {
+        guard var key = self.arguments.first else {
+            throw UsageError("del command needs one argument as key and an optional argument as range_end")
+        }
+        if self.prefix && self.fromKey {
+            throw UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+        }
+        var options: [EtcdDeleteOptions] = []
+        if self.arguments.count > 1 {
+            if self.prefix || self.fromKey {
+                throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+            }
+            options.append(.range(end: self.arguments[1]))
+        }
+        if self.prefix {
+            if key.isEmpty {
+                key = "\u{0}"
+                options.append(.fromKey)
+            } else {
+                options.append(.prefix)
+            }
+        }
+        if self.fromKey {
+            if key.isEmpty { key = "\u{0}" }
+            options.append(.fromKey)
+        }
+        if self.prevKV { options.append(.prevKV) }
+        let merged = options.reduce(EtcdDeleteOptions()) { [$0, $1] }
+        let finalKey = key
+        let response = try await global.withClient { client in try await client.delete(finalKey, options: merged) }
+        global.printer.delete(response)
+    }
+}
