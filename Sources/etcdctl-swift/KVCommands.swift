@@ -27,7 +27,7 @@ struct Get: EtcdctlCommand {
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
-        guard var key = self.arguments.first else {
+        guard !self.arguments.isEmpty else {
             throw UsageError("get command needs one argument as key and an optional argument as range_end")
         }
         if self.prefix && self.fromKey {
@@ -39,11 +39,12 @@ struct Get: EtcdctlCommand {
         case "l": break
         default: throw FeatureError("unknown consistency flag \"\(self.consistency)\"")
         }
-        if self.arguments.count > 1 {
-            if self.prefix || self.fromKey {
-                throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
-            }
-            options.append(.range(end: self.arguments[1]))
+        let range = try KeyRange(self.arguments, prefix: self.prefix, fromKey: self.fromKey)
+        switch range.kind {
+        case .key: break
+        case .prefix: options.append(.prefix)
+        case .fromKey: options.append(.fromKey)
+        case .end(let end): options.append(.range(end: end))
         }
         if self.limit != 0 { options.append(.limit(self.limit)) }
         if self.rev > 0 { options.append(.revision(self.rev)) }
@@ -64,18 +65,6 @@ struct Get: EtcdctlCommand {
         default: throw FeatureError("bad sort target \(self.sortBy)")
         }
         if sortOrder != .none || sortTarget != .key { options.append(.sort(by: sortTarget, order: sortOrder)) }
-        if self.prefix {
-            if key.isEmpty {
-                key = "\u{0}"
-                options.append(.fromKey)
-            } else {
-                options.append(.prefix)
-            }
-        }
-        if self.fromKey {
-            if key.isEmpty { key = "\u{0}" }
-            options.append(.fromKey)
-        }
         if self.keysOnly { options.append(.keysOnly) }
         if self.countOnly { options.append(.countOnly) }
         if self.minModRev > 0 { options.append(.minModRevision(self.minModRev)) }
@@ -90,8 +79,7 @@ struct Get: EtcdctlCommand {
             printer.valueOnly = true
         }
         let merged = options.reduce(EtcdGetOptions()) { [$0, $1] }
-        let finalKey = key
-        let response = try await global.withClient { client in try await client.get(finalKey, options: merged) }
+        let response = try await global.withClient { client in try await client.get(range.key, options: merged) }
         printer.get(response)
     }
 }
@@ -127,9 +115,6 @@ struct Put: EtcdctlCommand {
             throw UsageError(
                 "bad lease ID (strconv.ParseInt: parsing \"\(self.lease)\": invalid syntax), expecting ID in Hex")
         }
-        if self.ignoreLease && id != 0 {
-            throw UsageError("put command needs only 1 argument when 'ignore-lease' is set")  // etcdctl refuses both
-        }
         var options: [EtcdPutOptions] = []
         if id != 0 { options.append(.lease(id)) }
         if self.prevKV { options.append(.prevKV) }
@@ -157,35 +142,51 @@ struct Del: EtcdctlCommand {
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
-        guard var key = self.arguments.first else {
+        guard !self.arguments.isEmpty else {
             throw UsageError("del command needs one argument as key and an optional argument as range_end")
         }
         if self.prefix && self.fromKey {
             throw UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
         }
+        let range = try KeyRange(self.arguments, prefix: self.prefix, fromKey: self.fromKey)
         var options: [EtcdDeleteOptions] = []
-        if self.arguments.count > 1 {
-            if self.prefix || self.fromKey {
-                throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
-            }
-            options.append(.range(end: self.arguments[1]))
-        }
-        if self.prefix {
-            if key.isEmpty {
-                key = "\u{0}"
-                options.append(.fromKey)
-            } else {
-                options.append(.prefix)
-            }
-        }
-        if self.fromKey {
-            if key.isEmpty { key = "\u{0}" }
-            options.append(.fromKey)
+        switch range.kind {
+        case .key: break
+        case .prefix: options.append(.prefix)
+        case .fromKey: options.append(.fromKey)
+        case .end(let end): options.append(.range(end: end))
         }
         if self.prevKV { options.append(.prevKV) }
         let merged = options.reduce(EtcdDeleteOptions()) { [$0, $1] }
-        let finalKey = key
-        let response = try await global.withClient { client in try await client.delete(finalKey, options: merged) }
+        let response = try await global.withClient { client in try await client.delete(range.key, options: merged) }
         global.printer.delete(response)
+    }
+}
+
+/// etcdctl's reading of `<key> [range_end]` with `--prefix` / `--from-key`, shared by get and del:
+/// an empty key with either flag means every key (from `\0`).
+struct KeyRange {
+    enum Kind {
+        case key
+        case prefix
+        case fromKey
+        case end(String)
+    }
+    var key: String
+    var kind: Kind
+
+    init(_ arguments: [String], prefix: Bool, fromKey: Bool) throws(UsageError) {
+        self.key = arguments[0]
+        if arguments.count > 1 {
+            if prefix || fromKey {
+                throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+            }
+            self.kind = .end(arguments[1])
+        } else if prefix || fromKey {
+            self.kind = prefix && !self.key.isEmpty ? .prefix : .fromKey
+            if self.key.isEmpty { self.key = "\u{0}" }
+        } else {
+            self.kind = .key
+        }
     }
 }

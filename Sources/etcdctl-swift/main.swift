@@ -48,7 +48,7 @@ extension GlobalOptions {
 }
 
 /// etcdctl's exit codes.
-enum ExitCode_ {
+enum EtcdctlExit {
     static let error: Int32 = 1
     static let badFeature: Int32 = 4
     static let badArgs: Int32 = 128
@@ -76,7 +76,7 @@ let rest: [String]
 do {
     (global, rest) = try GlobalOptions.extract(from: arguments, environment: ProcessInfo.processInfo.environment)
 } catch {
-    fail(error.description, code: ExitCode_.badArgs)
+    fail(error.description, code: EtcdctlExit.badArgs)
 }
 let command: any ParsableCommand
 do {
@@ -91,7 +91,7 @@ do {
     if message.hasPrefix("Unknown option '"), message.hasSuffix("'") {
         message = "unknown flag: " + message.dropFirst("Unknown option '".count).dropLast()
     }
-    fail(message, code: ExitCode_.error)
+    fail(message, code: EtcdctlExit.error)
 }
 guard let runnable = command as? any EtcdctlCommand else {
     Printer.line(EtcdctlSwift.helpMessage())
@@ -102,13 +102,13 @@ func execute(_ runnable: sending any EtcdctlCommand, _ global: GlobalOptions) as
     do {
         try await runnable.run(global)
     } catch let error as UsageError {
-        fail(error.description, code: ExitCode_.badArgs)
+        fail(error.description, code: EtcdctlExit.badArgs)
     } catch let error as FeatureError {
-        fail(error.description, code: ExitCode_.badFeature)
+        fail(error.description, code: EtcdctlExit.badFeature)
     } catch let error as EtcdClientError {
-        fail(etcdctlMessage(error), code: ExitCode_.error)
+        fail(etcdctlMessage(error), code: EtcdctlExit.error)
     } catch {
-        fail("\(error)", code: ExitCode_.error)
+        fail("\(error)", code: EtcdctlExit.error)
     }
     exit(0)
 }

@@ -311,6 +311,18 @@ struct BoundedFaultTests {
                 }
                 #expect(code == .noLeader)
                 #expect(ContinuousClock.now - start < .seconds(1))
+                // A watch made inside withEtcdRequireLeader requires a leader too: it ends with noLeader.
+                let watchEnd = try await within(.seconds(10), "a watch inside withEtcdRequireLeader to end") {
+                    do {
+                        try await withEtcdRequireLeader {
+                            try await client.watch("w2") { responses in for try await _ in responses {} }
+                        }
+                        return nil as EtcdClientError.Code?
+                    } catch let error as EtcdClientError {
+                        return error.code
+                    }
+                }
+                #expect(watchEnd == .noLeader)
             }
             // A client of every member, with requireLeader, moves off the minority and reads the new value.
             try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { client in

@@ -133,7 +133,8 @@ struct EtcdctlCompatibilityTests {
                     // errors
                     ["put"], ["put", "", "v"], ["put", "w/1", "v", "--lease", "zz"],
                     ["put", "w/1", "v", "--lease", "1234"],
-                    ["put", "w/9", "--ignore-value"], ["del"], ["del", "w/", "--prefix", "--from-key"],
+                    ["put", "w/9", "--ignore-value"], ["put", "w/1", "v", "--lease", "1", "--ignore-lease"], ["del"],
+                    ["del", "w/", "--prefix", "--from-key"],
                 ]
                 for write in writes {
                     try await self.compare(cluster, endpoint + write, prepare: reset, mask: Self.maskRevisions)
