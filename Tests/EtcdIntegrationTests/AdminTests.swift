@@ -20,10 +20,10 @@ struct AdminTests {
             #expect(await etcdErrorCode { try await client.userAdd("", password: "x") }?.code == .userEmpty)
             #expect(await etcdErrorCode { try await client.roleAdd("r") }?.code == .roleAlreadyExist)
             #expect(await etcdErrorCode { try await client.userDelete("nobody") }?.code == .userNotFound)
-            #expect(try await client.userList().sorted() == ["root", "u"])
-            #expect(try await client.roleList().sorted() == ["r", "root"])
-            #expect(try await client.userGet("u") == ["r"])
-            let permissions = try await client.roleGet("r")
+            #expect(try await client.userList().users.sorted() == ["root", "u"])
+            #expect(try await client.roleList().roles.sorted() == ["r", "root"])
+            #expect(try await client.userGet("u").roles == ["r"])
+            let permissions = try await client.roleGet("r").permissions
             #expect(permissions.map(\.description) == ["readwrite [foo, zoo)"])
             try await client.authEnable()
 
@@ -45,9 +45,9 @@ struct AdminTests {
             rootConfiguration.authentication = .init(username: "root", password: "123")
             try await withEtcdClient(rootConfiguration) { root in
                 try await root.roleRevokePermission("r", key: "foo", rangeEnd: "zoo")
-                #expect(try await root.roleGet("r").isEmpty)
+                #expect(try await root.roleGet("r").permissions.isEmpty)
                 try await root.roleGrantPermission("r", .prefix(.read, "config/"))
-                #expect(try await root.roleGet("r").first?.rangeEnd == Data("config0".utf8))
+                #expect(try await root.roleGet("r").permissions.first?.rangeEnd == Data("config0".utf8))
                 try await root.userChangePassword("u", password: "456")
                 var oldPassword = cluster.clientConfiguration()
                 oldPassword.authentication = .init(username: "u", password: "123")
@@ -56,7 +56,7 @@ struct AdminTests {
                 }
                 #expect(refused?.code == .authFailed)
                 try await root.userRevokeRole("u", role: "r")
-                #expect(try await root.userGet("u").isEmpty)
+                #expect(try await root.userGet("u").roles.isEmpty)
                 try await root.userDelete("u")
                 try await root.roleDelete("r")
                 try await root.authDisable()
@@ -151,7 +151,7 @@ struct AdminTests {
                 hashes.insert(try await client.hashKV(endpoint: member.clientEndpoint, revision: revision).hash)
             }
             #expect(hashes.count == 1)
-            #expect(try await client.alarmList().isEmpty)
+            #expect(try await client.alarmList().alarms.isEmpty)
             let leader = try await cluster.leaderIndex()
             let target = cluster.members[(leader + 1) % 3]
             let targetID = try await client.status(endpoint: target.clientEndpoint).header.memberID
@@ -198,14 +198,14 @@ struct AdminTests {
                 if error != nil { break }
             }
             #expect(error?.code == .noSpace)
-            let alarms = try await client.alarmList()
+            let alarms = try await client.alarmList().alarms
             #expect(alarms.map(\.type) == [.noSpace])
             #expect(await etcdErrorCode { try await client.put("more", value: "1") }?.code == .noSpace)
             let revision = try await client.get("big0").header.revision
             try await client.compact(revision)
             try await client.defragment(endpoint: cluster.members[0].clientEndpoint)
             try await client.alarmDisarm(alarms[0])
-            #expect(try await client.alarmList().isEmpty)
+            #expect(try await client.alarmList().alarms.isEmpty)
             try await client.put("more", value: "1")
         }
     }

@@ -7,12 +7,13 @@ extension EtcdClient {
     ///
     /// - Throws: ``EtcdClientError`` `notSupported` (naming the version needed) when the member runs
     ///   etcd older than 3.5.
-    public func authStatus() async throws -> (enabled: Bool, authRevision: UInt64) {
+    public func authStatus() async throws -> EtcdAuthStatusResponse {
         let response = try await self.call("AuthStatus", retry: .idempotent, minimumVersion: (.v3_5, "AuthStatus")) {
             connection, options, metadata in
             try await connection.auth.authStatus(Etcdserverpb_AuthStatusRequest(), metadata: metadata, options: options)
         }
-        return (response.enabled, response.authRevision)
+        return EtcdAuthStatusResponse(
+            header: EtcdResponseHeader(response.header), enabled: response.enabled, authRevision: response.authRevision)
     }
 
     /// Turns authentication on. The `root` user (with the `root` role) must exist first.
@@ -104,20 +105,21 @@ extension EtcdClient {
     /// The roles granted to a user.
     ///
     /// - Throws: ``EtcdClientError`` `userNotFound`.
-    public func userGet(_ name: String) async throws -> [String] {
+    public func userGet(_ name: String) async throws -> EtcdUserGetResponse {
         var request = Etcdserverpb_AuthUserGetRequest()
         request.name = name
-        return try await self.call("UserGet", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.userGet(request, metadata: metadata, options: options).roles
+        let response = try await self.call("UserGet", retry: .idempotent) { connection, options, metadata in
+            try await connection.auth.userGet(request, metadata: metadata, options: options)
         }
+        return EtcdUserGetResponse(header: EtcdResponseHeader(response.header), roles: response.roles)
     }
 
     /// Every user's name.
-    public func userList() async throws -> [String] {
-        try await self.call("UserList", retry: .idempotent) { connection, options, metadata in
+    public func userList() async throws -> EtcdUserListResponse {
+        let response = try await self.call("UserList", retry: .idempotent) { connection, options, metadata in
             try await connection.auth.userList(Etcdserverpb_AuthUserListRequest(), metadata: metadata, options: options)
-                .users
         }
+        return EtcdUserListResponse(header: EtcdResponseHeader(response.header), users: response.users)
     }
 
     /// Adds a role (with no permissions).
@@ -149,21 +151,22 @@ extension EtcdClient {
     /// The permissions a role grants.
     ///
     /// - Throws: ``EtcdClientError`` `roleNotFound`.
-    public func roleGet(_ name: String) async throws -> [EtcdPermission] {
+    public func roleGet(_ name: String) async throws -> EtcdRoleGetResponse {
         var request = Etcdserverpb_AuthRoleGetRequest()
         request.role = name
-        return try await self.call("RoleGet", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.roleGet(request, metadata: metadata, options: options).perm
-                .map(EtcdPermission.init)
+        let response = try await self.call("RoleGet", retry: .idempotent) { connection, options, metadata in
+            try await connection.auth.roleGet(request, metadata: metadata, options: options)
         }
+        return EtcdRoleGetResponse(
+            header: EtcdResponseHeader(response.header), permissions: response.perm.map(EtcdPermission.init))
     }
 
     /// Every role's name.
-    public func roleList() async throws -> [String] {
-        try await self.call("RoleList", retry: .idempotent) { connection, options, metadata in
+    public func roleList() async throws -> EtcdRoleListResponse {
+        let response = try await self.call("RoleList", retry: .idempotent) { connection, options, metadata in
             try await connection.auth.roleList(Etcdserverpb_AuthRoleListRequest(), metadata: metadata, options: options)
-                .roles
         }
+        return EtcdRoleListResponse(header: EtcdResponseHeader(response.header), roles: response.roles)
     }
 
     /// Grants a permission to a role.

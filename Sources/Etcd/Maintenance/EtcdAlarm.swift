@@ -40,6 +40,13 @@ public struct EtcdAlarm: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "memberID:\(self.memberID) alarm:\(self.type)" }
 }
 
+/// The result of ``EtcdClient/alarmList()`` and ``EtcdClient/alarmDisarm(_:)``.
+public struct EtcdAlarmResponse: Sendable {
+    public var header: EtcdResponseHeader
+    /// The alarms raised (for a list) or cleared (for a disarm).
+    public var alarms: [EtcdAlarm]
+}
+
 /// The result of ``EtcdClient/hashKV(endpoint:revision:)``.
 public struct EtcdHashKVResponse: Sendable, Hashable {
     public var header: EtcdResponseHeader

@@ -46,20 +46,21 @@ extension EtcdClient {
     }
 
     /// The alarms raised in the cluster (NOSPACE when the backend quota is exhausted, CORRUPT).
-    public func alarmList() async throws -> [EtcdAlarm] {
+    public func alarmList() async throws -> EtcdAlarmResponse {
         var request = Etcdserverpb_AlarmRequest()
         request.action = .get
         request.alarm = .none
         let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
             try await connection.maintenance.alarm(request, metadata: metadata, options: options)
         }
-        return response.alarms.map(EtcdAlarm.init)
+        return EtcdAlarmResponse(
+            header: EtcdResponseHeader(response.header), alarms: response.alarms.map(EtcdAlarm.init))
     }
 
     /// Clears an alarm (after fixing its cause: for NOSPACE, compact and defragment first, or the
     /// alarm is raised again at the next write). Returns the alarms cleared.
     @discardableResult
-    public func alarmDisarm(_ alarm: EtcdAlarm) async throws -> [EtcdAlarm] {
+    public func alarmDisarm(_ alarm: EtcdAlarm) async throws -> EtcdAlarmResponse {
         var request = Etcdserverpb_AlarmRequest()
         request.action = .deactivate
         request.memberID = alarm.memberID
@@ -67,7 +68,8 @@ extension EtcdClient {
         let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
             try await connection.maintenance.alarm(request, metadata: metadata, options: options)
         }
-        return response.alarms.map(EtcdAlarm.init)
+        return EtcdAlarmResponse(
+            header: EtcdResponseHeader(response.header), alarms: response.alarms.map(EtcdAlarm.init))
     }
 
     /// Defragments one member's backend, returning the space compaction freed to the file system.
