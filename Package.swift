@@ -127,7 +127,8 @@ let package = Package(
         .executableTarget(
             name: "etcdctl-swift",
             dependencies: [
-                "Etcd", "EtcdConcurrency", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Etcd", "EtcdConcurrency", "EtcdSync",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,6 +8,8 @@ struct GlobalOptions: Sendable {
     var endpoints = ["127.0.0.1:2379"]
     var dialTimeout = Duration.seconds(2)
     var commandTimeout = Duration.seconds(5)
+    /// Whether `--command-timeout` (or its variable) was given: `snapshot save` has no timeout otherwise.
+    var commandTimeoutGiven = false
     var keepAliveTime = Duration.seconds(2)
     var keepAliveTimeout = Duration.seconds(6)
     var user: String?
@@ -77,7 +79,9 @@ struct GlobalOptions: Sendable {
         switch name {
         case "endpoints": self.endpoints = value.split(separator: ",").map(String.init)
         case "dial-timeout": self.dialTimeout = try Self.duration(value, name)
-        case "command-timeout": self.commandTimeout = try Self.duration(value, name)
+        case "command-timeout":
+            self.commandTimeout = try Self.duration(value, name)
+            self.commandTimeoutGiven = true
         case "keepalive-time": self.keepAliveTime = try Self.duration(value, name)
         case "keepalive-timeout": self.keepAliveTimeout = try Self.duration(value, name)
         case "user": self.user = value
@@ -151,11 +155,12 @@ struct GlobalOptions: Sendable {
             var name = user
             var password = self.password
             if password == nil {
-                guard let colon = user.firstIndex(of: ":") else {
-                    throw UsageError("password is missing: give --user name:password or --password")
+                if let colon = user.firstIndex(of: ":") {
+                    name = String(user[..<colon])
+                    password = String(user[user.index(after: colon)...])
+                } else {
+                    password = askSecret("Password: ")
                 }
-                name = String(user[..<colon])
-                password = String(user[user.index(after: colon)...])
             } else if user.contains(":") {
                 throw UsageError("username contains \":\" but --password is set")
             }
@@ -163,6 +168,23 @@ struct GlobalOptions: Sendable {
         }
         return configuration
     }
+}
+
+/// etcdctl's password prompt (speakeasy's): `prompt` on standard output, then a line from the
+/// terminal without echo, or from standard input when it is not a terminal.
+func askSecret(_ prompt: String) -> String {
+    Printer.write(prompt)
+    var saved = termios()
+    let terminal = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0
+    if terminal {
+        var silent = saved
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(STDIN_FILENO, TCSANOW, &silent)
+    }
+    let line = Swift.readLine(strippingNewline: true) ?? ""
+    if terminal { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
+    Printer.line("")
+    return line
 }
 
 /// How results are printed (`-w`).

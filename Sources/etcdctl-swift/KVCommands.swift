@@ -26,7 +26,8 @@ struct Get: EtcdctlCommand {
     @Option(name: .customLong("max-create-rev"), help: "Maximum create revision") var maxCreateRev: Int64 = 0
     @Argument var arguments: [String] = []
 
-    func run(_ global: GlobalOptions) async throws {
+    /// The key and options these flags ask for (shared with `txn`).
+    func request() throws -> (key: String, options: EtcdGetOptions) {
         guard !self.arguments.isEmpty else {
             throw UsageError("get command needs one argument as key and an optional argument as range_end")
         }
@@ -71,6 +72,11 @@ struct Get: EtcdctlCommand {
         if self.maxModRev > 0 { options.append(.maxModRevision(self.maxModRev)) }
         if self.minCreateRev > 0 { options.append(.minCreateRevision(self.minCreateRev)) }
         if self.maxCreateRev > 0 { options.append(.maxCreateRevision(self.maxCreateRev)) }
+        return (range.key, options.reduce(EtcdGetOptions()) { [$0, $1] })
+    }
+
+    func run(_ global: GlobalOptions) async throws {
+        let (key, options) = try self.request()
         var printer = global.printer
         if self.printValueOnly {
             guard global.writeOut == .simple else {
@@ -78,9 +84,8 @@ struct Get: EtcdctlCommand {
             }
             printer.valueOnly = true
         }
-        let merged = options.reduce(EtcdGetOptions()) { [$0, $1] }
-        let response = try await global.withClient { client in try await client.get(range.key, options: merged) }
-        printer.get(response)
+        let response = try await global.withClient { client in try await client.get(key, options: options) }
+        try printer.get(response)
     }
 }
 
@@ -95,7 +100,8 @@ struct Put: EtcdctlCommand {
     @Flag(name: .customLong("ignore-lease"), help: "updates the key using its current lease") var ignoreLease = false
     @Argument var arguments: [String] = []
 
-    func run(_ global: GlobalOptions) async throws {
+    /// The key, value and options these flags and arguments ask for (shared with `txn`).
+    func request() throws -> (key: String, value: String, options: EtcdPutOptions) {
         guard let key = self.arguments.first else {
             throw UsageError("put command needs 1 argument and input from stdin or 2 arguments")
         }
@@ -120,12 +126,14 @@ struct Put: EtcdctlCommand {
         if self.prevKV { options.append(.prevKV) }
         if self.ignoreValue { options.append(.ignoreValue) }
         if self.ignoreLease { options.append(.ignoreLease) }
-        let merged = options.reduce(EtcdPutOptions()) { [$0, $1] }
-        let value_ = value
-        let response = try await global.withClient { client in
-            try await client.put(key, value: self.ignoreValue ? "" : value_, options: merged)
+        return (key, self.ignoreValue ? "" : value, options.reduce(EtcdPutOptions()) { [$0, $1] })
+    }
+
+    func run(_ global: GlobalOptions) async throws {
+        let (key, value, options) = try self.request()
+        let response = try await global.withClient { client in try await client.put(key, value: value, options: options)
         }
-        global.printer.put(response)
+        try global.printer.put(response)
     }
 }
 
@@ -141,7 +149,8 @@ struct Del: EtcdctlCommand {
         help: "delete keys that are greater than or equal to the given key using byte compare") var fromKey = false
     @Argument var arguments: [String] = []
 
-    func run(_ global: GlobalOptions) async throws {
+    /// The key and options these flags ask for (shared with `txn`).
+    func request() throws -> (key: String, options: EtcdDeleteOptions) {
         guard !self.arguments.isEmpty else {
             throw UsageError("del command needs one argument as key and an optional argument as range_end")
         }
@@ -157,9 +166,13 @@ struct Del: EtcdctlCommand {
         case .end(let end): options.append(.range(end: end))
         }
         if self.prevKV { options.append(.prevKV) }
-        let merged = options.reduce(EtcdDeleteOptions()) { [$0, $1] }
-        let response = try await global.withClient { client in try await client.delete(range.key, options: merged) }
-        global.printer.delete(response)
+        return (range.key, options.reduce(EtcdDeleteOptions()) { [$0, $1] })
+    }
+
+    func run(_ global: GlobalOptions) async throws {
+        let (key, options) = try self.request()
+        let response = try await global.withClient { client in try await client.delete(key, options: options) }
+        try global.printer.delete(response)
     }
 }
 
@@ -188,5 +201,23 @@ struct KeyRange {
         } else {
             self.kind = .key
         }
+    }
+}
+
+/// `compaction [options] <revision>`
+struct Compaction: EtcdctlCommand {
+    static let configuration = CommandConfiguration(abstract: "Compacts the event history in etcd")
+
+    @Flag(help: "'true' to wait for compaction to physically remove all old revisions") var physical = false
+    @Argument var arguments: [String] = []
+
+    func run(_ global: GlobalOptions) async throws {
+        guard self.arguments.count == 1 else { throw UsageError("compaction command needs 1 argument") }
+        guard let revision = Int64(self.arguments[0]) else {
+            throw ExitError.parseInt(self.arguments[0])
+        }
+        let physical = self.physical
+        _ = try await global.withClient { client in try await client.compact(revision, physical: physical) }
+        Printer.line("compacted revision \(revision)")
     }
 }

@@ -15,11 +15,36 @@ struct FeatureError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A failure with etcdctl's message and exit code.
+struct ExitError: Error, CustomStringConvertible {
+    var code: Int32
+    var description: String
+    init(_ code: Int32, _ description: String) {
+        self.code = code
+        self.description = description
+    }
+
+    /// Go's strconv.ParseInt error for `text`.
+    static func parseInt(_ text: String, code: Int32 = EtcdctlExit.error) -> ExitError {
+        ExitError(code, goParseIntError(text))
+    }
+}
+
+/// strconv.ParseInt's wording, which etcdctl prints as it is.
+func goParseIntError(_ text: String) -> String {
+    let digits = !text.isEmpty && text.drop(while: { $0 == "-" || $0 == "+" }).allSatisfy(\.isNumber)
+    return "strconv.ParseInt: parsing \(goQuoted(text)): \(digits ? "value out of range" : "invalid syntax")"
+}
+
 struct EtcdctlSwift: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "etcdctl-swift",
         abstract: "A simple command line client for etcd3, on swift-etcd.",
-        subcommands: [Get.self, Put.self, Del.self, Version.self]
+        subcommands: [
+            Get.self, Put.self, Del.self, Txn.self, Compaction.self, Watch.self, LeaseCommand.self, MemberCommand.self,
+            EndpointCommand.self, AlarmCommand.self, Defrag.self, SnapshotCommand.self, MoveLeader.self, Lock.self,
+            Elect.self, AuthCommand.self, UserCommand.self, RoleCommand.self, MakeMirror.self, Version.self,
+        ]
     )
 }
 
@@ -35,14 +60,18 @@ struct Version: EtcdctlCommand {
 extension GlobalOptions {
     var printer: Printer { Printer(format: self.writeOut, hex: self.hex) }
 
-    /// Runs `body` with a client for these flags; the command timeout bounds the calls (not the dial).
-    func withClient<Result: Sendable>(_ body: @escaping @Sendable (EtcdClient) async throws -> Result) async throws
-        -> Result
-    {
-        let configuration = try self.configuration()
+    /// Runs `body` with a client for these flags; the command timeout bounds the calls (not the
+    /// dial) unless `bounded` is false (for commands that run until interrupted).
+    func withClient<Result: Sendable>(
+        bounded: Bool = true, endpoints: [String]? = nil,
+        _ body: @escaping @Sendable (EtcdClient) async throws -> Result
+    ) async throws -> Result {
+        var configuration = try self.configuration()
+        if let endpoints { configuration.endpoints = endpoints }
         let timeout = self.commandTimeout
         return try await withEtcdClient(configuration) { client in
-            try await withEtcdTimeout(timeout) { try await body(client) }
+            guard bounded else { return try await body(client) }
+            return try await withEtcdTimeout(timeout) { try await body(client) }
         }
     }
 }
@@ -50,7 +79,10 @@ extension GlobalOptions {
 /// etcdctl's exit codes.
 enum EtcdctlExit {
     static let error: Int32 = 1
+    static let badConnection: Int32 = 2
+    static let invalidInput: Int32 = 3
     static let badFeature: Int32 = 4
+    static let interrupted: Int32 = 5
     static let badArgs: Int32 = 128
 }
 
@@ -65,6 +97,10 @@ func etcdctlMessage(_ error: EtcdClientError) -> String {
     switch error.code {
     case .emptyKey: return "etcdserver: key is not provided"
     case .deadlineExceeded: return "context deadline exceeded"
+    case .compacted: return "etcdserver: mvcc: required revision has been compacted"
+    case .userEmpty: return "etcdserver: user name is empty"
+    case .leaseNotFound: return "etcdserver: requested lease not found"
+    case .roleEmpty: return "etcdserver: role name is empty"
     case .unavailable: return "context deadline exceeded"
     default: return error.message
     }
@@ -88,8 +124,15 @@ do {
     }
     // cobra's wording for flag errors, and its exit code (etcdctl's ExitError).
     var message = EtcdctlSwift.message(for: error)
-    if message.hasPrefix("Unknown option '"), message.hasSuffix("'") {
+    if let match = message.firstMatch(of: /^Unknown option '-([^-])'$/) {
+        message = "unknown shorthand flag: '\(match.1)' in -\(match.1)"
+    } else if message.hasPrefix("Unknown option '"), message.hasSuffix("'") {
         message = "unknown flag: " + message.dropFirst("Unknown option '".count).dropLast()
+    } else if let match = message.firstMatch(of: /The value '(.*)' is invalid for '(--[a-z-]+)/) {
+        message =
+            "invalid argument \(goQuoted(String(match.1))) for \"\(match.2)\" flag: \(goParseIntError(String(match.1)))"
+    } else if let match = message.firstMatch(of: /Missing value for '(--[a-z-]+)/) {
+        message = "flag needs an argument: \(match.1)"
     }
     fail(message, code: EtcdctlExit.error)
 }
@@ -105,6 +148,11 @@ func execute(_ runnable: sending any EtcdctlCommand, _ global: GlobalOptions) as
         fail(error.description, code: EtcdctlExit.badArgs)
     } catch let error as FeatureError {
         fail(error.description, code: EtcdctlExit.badFeature)
+    } catch let error as ExitError {
+        fail(error.description, code: error.code)
+    } catch let error as EtcdClientError where error.code == .authFailed {
+        // etcdctl authenticates while connecting: a refused password is a bad connection.
+        fail(etcdctlMessage(error), code: EtcdctlExit.badConnection)
     } catch let error as EtcdClientError {
         fail(etcdctlMessage(error), code: EtcdctlExit.error)
     } catch {

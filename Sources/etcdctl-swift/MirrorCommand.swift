@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+import Etcd
+import EtcdSync
+import Foundation
+import Synchronization
+
+/// `make-mirror [options] <destination>`: copies a prefix to another cluster and keeps it current
+/// until interrupted; prints the number of keys copied every 30 seconds, as etcdctl does.
+struct MakeMirror: EtcdctlCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "make-mirror", abstract: "Makes a mirror at the destination etcd cluster")
+
+    @Option(help: "Key-value prefix to mirror") var prefix = ""
+    @Option(
+        name: .customLong("dest-prefix"),
+        help: "destination prefix to mirror a prefix to a different prefix in the destination cluster")
+    var destPrefix = ""
+    @Flag(name: .customLong("no-dest-prefix"), help: "mirror key-values to the root of the destination cluster")
+    var noDestPrefix = false
+    @Option(
+        name: .customLong("dest-cert"),
+        help: "Identify secure client using this TLS certificate file for the destination cluster")
+    var destCert: String?
+    @Option(name: .customLong("dest-key"), help: "Identify secure client using this TLS key file") var destKey: String?
+    @Option(
+        name: .customLong("dest-cacert"),
+        help: "Verify certificates of TLS enabled secure servers using this CA bundle") var destCACert: String?
+    @Option(name: .customLong("dest-insecure-transport"), help: "Disable transport security for client connections")
+    var destInsecureTransport = "true"
+    @Argument var arguments: [String] = []
+
+    func run(_ global: GlobalOptions) async throws {
+        guard self.arguments.count == 1 else { throw UsageError("make-mirror takes one destination argument") }
+        if self.noDestPrefix && !self.destPrefix.isEmpty {
+            throw UsageError("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
+        }
+        var destination = global
+        destination.endpoints = [self.arguments[0]]
+        destination.user = nil
+        destination.password = nil
+        destination.caFile = self.destCACert
+        destination.certFile = self.destCert
+        destination.keyFile = self.destKey
+        destination.insecureSkipVerify = false
+        let destinationConfiguration = try destination.configuration()
+        let (prefix, destinationPrefix) = (
+            self.prefix, self.noDestPrefix ? "" : self.destPrefix.isEmpty ? self.prefix : self.destPrefix
+        )
+        let total = KeyCount()
+        try await global.withClient(bounded: false) { source in
+            try await withEtcdClient(destinationConfiguration) { destination in
+                let mirror = EtcdMirror(
+                    source: source, destination: destination, prefix: prefix, destinationPrefix: destinationPrefix)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(for: .seconds(30))
+                            Printer.line("\(total.value.load(ordering: .relaxed))")
+                        }
+                    }
+                    group.addTask {
+                        try await mirror.run { progress in total.value.store(progress.keys, ordering: .relaxed) }
+                    }
+                    group.addTask { await Signals.next() }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+}
+
+/// The running total make-mirror prints.
+private final class KeyCount: Sendable {
+    let value = Atomic<Int64>(0)
+}
