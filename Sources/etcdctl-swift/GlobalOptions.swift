@@ -33,13 +33,20 @@ struct GlobalOptions: Sendable {
 
     /// Takes the global flags out of `arguments` (up to a `--`, after which everything belongs to
     /// the command), applying the environment first; returns the options and the rest.
-    static func extract(from arguments: [String], environment: [String: String]) throws(UsageError) -> (
+    ///
+    /// - Throws: ``ExitError`` as cobra fails on flags (exit code 1), or when a flag is given both
+    ///   on the command line and in its variable (etcdctl refuses that, code 1, in a log line).
+    static func extract(from arguments: [String], environment: [String: String]) throws(ExitError) -> (
         GlobalOptions, [String]
     ) {
         var options = GlobalOptions()
+        var fromEnvironment: [String: String] = [:]  // flag name: variable
         for name in Self.valued.union(Self.booleans) where name.count > 1 {
             let variable = "ETCDCTL_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
-            if let value = environment[variable] { try options.set(name, value) }
+            if let value = environment[variable] {
+                try options.set(name, value)
+                fromEnvironment[name] = variable
+            }
         }
         var rest: [String] = []
         var index = 0
@@ -58,9 +65,17 @@ struct GlobalOptions: Sendable {
             let (name, inline) =
                 body.firstIndex(of: "=").map { (String(body[..<$0]), String(body[body.index(after: $0)...])) }
                 ?? (String(body), nil)
+            if let variable = fromEnvironment[name == "w" ? "write-out" : name],
+                Self.valued.contains(name) || Self.booleans.contains(name)
+            {
+                throw ExitError(
+                    EtcdctlExit.error,
+                    "conflicting environment variable \"\(variable)\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)",
+                    asLog: true)
+            }
             if Self.valued.contains(name) {
                 guard let value = inline ?? (index + 1 < arguments.count ? arguments[index + 1] : nil) else {
-                    throw UsageError("flag needs an argument: \(argument)")
+                    throw ExitError(EtcdctlExit.error, "flag needs an argument: \(argument)")
                 }
                 try options.set(name, value)
                 index += inline == nil ? 2 : 1
@@ -75,7 +90,7 @@ struct GlobalOptions: Sendable {
         return (options, rest)
     }
 
-    private mutating func set(_ name: String, _ value: String) throws(UsageError) {
+    private mutating func set(_ name: String, _ value: String) throws(ExitError) {
         switch name {
         case "endpoints": self.endpoints = value.split(separator: ",").map(String.init)
         case "dial-timeout": self.dialTimeout = try Self.duration(value, name)
@@ -94,26 +109,27 @@ struct GlobalOptions: Sendable {
         case "hex": self.hex = try Self.bool(value, name)
         case "write-out", "w":
             guard let format = OutputFormat(rawValue: value) else {
-                throw UsageError("unsupported output format \(value)")
+                throw ExitError(EtcdctlExit.badFeature, "unsupported output format")
             }
             self.writeOut = format
         default: break  // accepted for compatibility, without effect (debug, discovery)
         }
     }
 
-    private static func bool(_ value: String, _ name: String) throws(UsageError) -> Bool {
+    private static func bool(_ value: String, _ name: String) throws(ExitError) -> Bool {
         switch value.lowercased() {
         case "true", "1", "t": return true
         case "false", "0", "f": return false
         default:
-            throw UsageError(
+            throw ExitError(
+                EtcdctlExit.error,
                 "invalid argument \"\(value)\" for \"--\(name)\" flag: strconv.ParseBool: parsing \"\(value)\": invalid syntax"
             )
         }
     }
 
     /// A Go duration: `5s`, `500ms`, `1m30s`, `2h`, `1.5s`.
-    static func duration(_ text: String, _ name: String) throws(UsageError) -> Duration {
+    static func duration(_ text: String, _ name: String) throws(ExitError) -> Duration {
         let units: [(String, Double)] = [
             ("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600),
         ]
@@ -126,7 +142,8 @@ struct GlobalOptions: Sendable {
             guard let value = Double(number),
                 let unit = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count })
             else {
-                throw UsageError(
+                throw ExitError(
+                    EtcdctlExit.error,
                     "invalid argument \"\(text)\" for \"--\(name)\" flag: time: invalid duration \"\(text)\"")
             }
             rest = rest.dropFirst(unit.0.count)

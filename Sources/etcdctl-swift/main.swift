@@ -19,9 +19,12 @@ struct FeatureError: Error, CustomStringConvertible {
 struct ExitError: Error, CustomStringConvertible {
     var code: Int32
     var description: String
-    init(_ code: Int32, _ description: String) {
+    /// Printed as etcdctl's fatal log line rather than an `Error:` line.
+    var asLog = false
+    init(_ code: Int32, _ description: String, asLog: Bool = false) {
         self.code = code
         self.description = description
+        self.asLog = asLog
     }
 
     /// Go's strconv.ParseInt error for `text`.
@@ -86,6 +89,13 @@ enum EtcdctlExit {
     static let badArgs: Int32 = 128
 }
 
+func fail(_ error: ExitError) -> Never {
+    guard error.asLog else { fail(error.description, code: error.code) }
+    let log = JSON.object([("level", .string("fatal")), ("msg", .string(error.description))])
+    FileHandle.standardError.write(Data((log.rendered + "\n").utf8))
+    exit(error.code)
+}
+
 func fail(_ message: String, code: Int32) -> Never {
     FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
     exit(code)
@@ -112,7 +122,7 @@ let rest: [String]
 do {
     (global, rest) = try GlobalOptions.extract(from: arguments, environment: ProcessInfo.processInfo.environment)
 } catch {
-    fail(error.description, code: EtcdctlExit.badArgs)
+    fail(error)
 }
 let command: any ParsableCommand
 do {
@@ -149,7 +159,7 @@ func execute(_ runnable: sending any EtcdctlCommand, _ global: GlobalOptions) as
     } catch let error as FeatureError {
         fail(error.description, code: EtcdctlExit.badFeature)
     } catch let error as ExitError {
-        fail(error.description, code: error.code)
+        fail(error)
     } catch let error as EtcdClientError where error.code == .authFailed {
         // etcdctl authenticates while connecting: a refused password is a bad connection.
         fail(etcdctlMessage(error), code: EtcdctlExit.badConnection)
