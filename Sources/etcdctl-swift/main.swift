@@ -124,6 +124,12 @@ do {
 } catch {
     fail(error)
 }
+// cobra's wording for a command it does not know.
+if let first = rest.first, !first.hasPrefix("-"),
+    !EtcdctlSwift.configuration.subcommands.contains(where: { $0._commandName == first }), first != "help"
+{
+    fail("unknown command \(goQuoted(first)) for \"etcdctl\"", code: EtcdctlExit.error)
+}
 let command: any ParsableCommand
 do {
     command = try EtcdctlSwift.parseAsRoot(rest)

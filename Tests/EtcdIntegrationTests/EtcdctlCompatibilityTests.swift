@@ -244,7 +244,7 @@ struct EtcdctlCompatibilityTests {
                     ["get"], ["get", "a", "--prefix", "--from-key"], ["get", "a", "c", "--prefix"],
                     ["get", "a", "--consistency", "x"], ["get", "a", "--order", "up"],
                     ["get", "a", "--sort-by", "size"],
-                    ["get", "a", "--print-value-only", "-w", "json"], ["get", "--bogus", "a"],
+                    ["get", "a", "--print-value-only", "-w", "json"], ["get", "--bogus", "a"], ["bogus", "a"],
                     ["get", "a", "--rev", "1000"],
                 ]
                 for read in reads {
