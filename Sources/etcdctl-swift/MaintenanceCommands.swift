@@ -48,9 +48,10 @@ struct EndpointCommand: ParsableCommand {
         }
 
         private static func check(_ endpoint: String, _ global: GlobalOptions) async -> Printer.Health {
-            var start = ContinuousClock.now
+            let dialed = ContinuousClock.now
             do {
                 return try await global.withClient(endpoints: [endpoint]) { client in
+                    // From the read on, as etcdctl (whose client dials before it starts the clock).
                     let start = ContinuousClock.now
                     do {
                         _ = try await client.get("health")
@@ -71,10 +72,9 @@ struct EndpointCommand: ParsableCommand {
                     return health
                 }
             } catch {
-                start = min(start, ContinuousClock.now)
                 let message = (error as? EtcdClientError).map(etcdctlMessage) ?? "\(error)"
                 return Printer.Health(
-                    endpoint: endpoint, health: false, took: goDuration(ContinuousClock.now - start), error: message)
+                    endpoint: endpoint, health: false, took: goDuration(ContinuousClock.now - dialed), error: message)
             }
         }
     }
