@@ -21,7 +21,9 @@ extension EtcdClient {
         /// PING; if nothing is read within `timeout` after it, the connection is closed and its calls
         /// move to another endpoint. No PING is sent on a connection without calls. etcd refuses
         /// PINGs more often than its `--grpc-keepalive-min-time` (default 5 s) and then closes the
-        /// connection ("too many pings"), so keep `time` at or above it.
+        /// connection ("too many pings"); the client then doubles `time` for that endpoint, as
+        /// gRPC-Go does, and its calls and watches carry on over a new connection. Keep `time` at or
+        /// above the server's minimum to spare those reconnections.
         public var keepAlive: KeepAlive?
         /// The largest request the client sends, in bytes (Go's default: 2 MiB). Larger requests fail
         /// with `requestTooLarge` before anything is sent.

@@ -149,4 +149,35 @@ struct PingAnsweringHandlerTests {
             if answers { _ = try channel.finish() }
         }
     }
+
+    @Test("keepalive: a GOAWAY for too many pings doubles the interval for the endpoint's later connections")
+    func tooManyPings() throws {
+        let keepAlive = PingAnsweringHandler.KeepAlive(time: .seconds(1), timeout: .milliseconds(500))
+        let handler = PingAnsweringHandler(keepAlive: keepAlive)
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        // Another GOAWAY (NO_ERROR) changes nothing.
+        let graceful = frame(type: 0x7, flags: 0, stream: 0, payload: [0, 0, 0, 1, 0, 0, 0, 0])
+        try channel.writeInbound(ByteBuffer(bytes: graceful))
+        #expect(keepAlive.time == .seconds(1))
+        let calm =
+            frame(type: 0x7, flags: 0, stream: 0, payload: [0, 0, 0, 1, 0, 0, 0, 0xb] + Array("too_many_pings".utf8))
+        try channel.writeInbound(ByteBuffer(bytes: calm))
+        #expect(keepAlive.time == .seconds(2))
+        #expect(try self.readAll(channel) == graceful + calm, "GOAWAY frames are passed on")
+        // A new connection to the endpoint shares the settings: it waits the doubled time.
+        let next = PingAnsweringHandler(keepAlive: keepAlive)
+        let nextChannel = EmbeddedChannel(handler: next)
+        try nextChannel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        try nextChannel.writeOutbound(
+            ByteBuffer(bytes: Self.preface + frame(type: 0x4, flags: 0, stream: 0, payload: [])))
+        try nextChannel.writeOutbound(ByteBuffer(bytes: frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82])))
+        _ = try self.writtenAll(nextChannel)
+        nextChannel.embeddedEventLoop.advanceTime(by: .milliseconds(1500))
+        #expect(next.sentPings == 0)
+        nextChannel.embeddedEventLoop.advanceTime(by: .milliseconds(750))
+        #expect(next.sentPings == 1)
+        _ = try? channel.finish()
+        _ = try? nextChannel.finish()
+    }
 }

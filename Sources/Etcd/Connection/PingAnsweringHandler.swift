@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import NIOCore
 import NIOHTTP2
+import Synchronization
 
 /// Answers the server's HTTP/2 PING frames before they reach `NIOHTTP2Handler`, sends the
 /// client's keepalive PINGs, and closes a connection whose server says nothing.
@@ -37,6 +38,9 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private static let pingType: UInt8 = 0x6
     private static let ackFlag: UInt8 = 0x1
     private static let pingPayloadSize = 8
+    private static let goAwayType: UInt8 = 0x7
+    /// The GOAWAY error code a gRPC server closes with for "too many pings".
+    private static let enhanceYourCalm: UInt32 = 0xb
 
     /// The start of a frame split across reads (at most a header, or a whole PING frame).
     private var partial: ByteBuffer?
@@ -45,10 +49,25 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// PINGs answered on this connection; visible to tests through ``answeredPings``.
     private(set) var answeredPings = 0
 
-    /// Keepalive PING interval and timeout; nil sends none.
-    struct KeepAlive {
-        var time: TimeAmount
-        var timeout: TimeAmount
+    /// Keepalive PING interval and timeout, shared by the connections to one endpoint; nil sends none.
+    ///
+    /// When the server closes a connection for "too many pings" (its minimum ping interval, etcd's
+    /// `--grpc-keepalive-min-time`, 5 s by default, is longer than ``time``), the interval doubles
+    /// for that endpoint's later connections, as gRPC-Go's does (gRFC A8).
+    final class KeepAlive: Sendable {
+        let timeout: TimeAmount
+        private let interval: Mutex<TimeAmount>
+
+        init(time: TimeAmount, timeout: TimeAmount) {
+            self.interval = Mutex(time)
+            self.timeout = timeout
+        }
+
+        /// The current PING interval.
+        var time: TimeAmount { self.interval.withLock { $0 } }
+
+        /// The server said "too many pings": ping half as often from now on.
+        func backOff() { self.interval.withLock { $0 = $0 * 2 } }
     }
     private let keepAlive: KeepAlive?
     /// Streams the client opened that are not closed both ways: bit 1 set when the client ended
@@ -112,6 +131,11 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
             let length = Int(lengthHigh) << 16 | Int(lengthLow)
             let isPing = type == Self.pingType && length == Self.pingPayloadSize
+            if type == Self.goAwayType, length >= 8,
+                buffer.getInteger(at: cursor + Self.frameHeaderSize + 4, as: UInt32.self) == Self.enhanceYourCalm
+            {
+                self.keepAlive?.backOff()
+            }
             guard isPing else {
                 if let stream = buffer.getInteger(at: cursor + 5, as: UInt32.self) {
                     self.track(type: type, flags: flags, stream: stream & 0x7fff_ffff, outbound: false)
