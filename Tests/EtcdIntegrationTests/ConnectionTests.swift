@@ -29,6 +29,22 @@ struct ConnectionTests {
         }
     }
 
+    @Test("calls run on their connection's event loop; calls that run the caller's code do not")
+    func callsRunOnTheConnectionsLoop() async throws {
+        try await withEtcd { _, client in
+            try await client.put("k", value: "v")  // the connection now exists
+            let (onLoop, box) = try await client.call("Range", retry: .idempotent) { connection, _, _ in
+                (connection.loopExecutor.isCurrent, connection.loopExecutor)
+            }
+            #expect(onLoop)
+            let userCodeOnLoop = try await client.call("Range", retry: .idempotent, runsUserCode: true) {
+                connection, _, _ in connection.loopExecutor.isCurrent
+            }
+            #expect(!userCodeOnLoop)
+            #expect(!box.isCurrent, "after the call, the caller is back on Swift's executor")
+        }
+    }
+
     @Test("shutdown before run lets run return at once; a second run is refused")
     func lifecycle() async throws {
         let early = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]))

@@ -27,6 +27,9 @@ package final class EndpointConnection: Sendable {
         var serverVersion: EtcdServerVersion?
     }
     private let state = Mutex(State())
+    /// The event loop of the endpoint's current TCP connection, as a task executor: calls prefer it,
+    /// so their continuations resume on the connection's thread instead of hopping to Swift's pool.
+    package let loopExecutor: LoopExecutorBox
 
     init(
         endpoint: EtcdEndpoint,
@@ -35,6 +38,8 @@ package final class EndpointConnection: Sendable {
         logger: Logger
     ) throws(EtcdClientError) {
         self.endpoint = endpoint
+        let loopExecutor = LoopExecutorBox()
+        self.loopExecutor = loopExecutor
         let target: any ResolvableTarget
         switch endpoint.host {
         case .ipv4(let host): target = .ipv4(address: host, port: endpoint.port)
@@ -82,7 +87,9 @@ package final class EndpointConnection: Sendable {
             }
             let handshakeTimeout = TimeAmount(configuration.dialTimeout)
             config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                PingAnsweringHandler.install(on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
+                loopExecutor.set(channel.eventLoop)
+                return PingAnsweringHandler.install(
+                    on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
             }
             if let serverName = configuration.tls?.serverName, endpoint.useTLS {
                 config.http2.authority = serverName
@@ -172,4 +179,32 @@ package final class EndpointConnection: Sendable {
     func setServerVersion(_ version: EtcdServerVersion) {
         self.state.withLock { $0.serverVersion = version }
     }
+}
+
+/// An event loop as a Swift task executor (swift-nio 2.101 has no such conformance).
+final class EventLoopTaskExecutor: TaskExecutor, Sendable {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        self.eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// The latest connection's event loop executor of an endpoint.
+package final class LoopExecutorBox: Sendable {
+    private let executor = Mutex<EventLoopTaskExecutor?>(nil)
+
+    func set(_ eventLoop: any EventLoop) {
+        self.executor.withLock { current in
+            if current?.eventLoop !== eventLoop { current = EventLoopTaskExecutor(eventLoop) }
+        }
+    }
+
+    var current: EventLoopTaskExecutor? { self.executor.withLock { $0 } }
+
+    /// Whether the caller runs on the connection's event loop (for tests).
+    package var isCurrent: Bool { self.current?.eventLoop.inEventLoop ?? false }
 }

@@ -202,7 +202,9 @@ extension EtcdClient {
             throw EtcdRequests.invalid(".paged(pageSize:) does not apply to getStream; the server chooses the chunks")
         }
         let request = try EtcdRequests.range(key: key.etcdData, options: options)
-        try await self.call("RangeStream", retry: .idempotent, minimumVersion: (.v3_7, "RangeStream")) {
+        try await self.call(
+            "RangeStream", retry: .idempotent, minimumVersion: (.v3_7, "RangeStream"), runsUserCode: true
+        ) {
             connection, options, metadata in
             try await connection.kv.rangeStream(request, metadata: metadata, options: options) { response in
                 for try await chunk in response.messages {

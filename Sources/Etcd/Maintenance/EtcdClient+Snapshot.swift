@@ -41,7 +41,9 @@ extension EtcdClient {
             throw EtcdClientError(code: .invalidArgument, message: "cannot write the snapshot file \(partial)")
         }
         do {
-            let (size, version, digestMatches) = try await self.call("Snapshot", retry: .idempotent, pinned: pinned) {
+            let (size, version, digestMatches) = try await self.call(
+                "Snapshot", retry: .idempotent, pinned: pinned, runsUserCode: true
+            ) {
                 connection, options, metadata in
                 try file.truncate(atOffset: 0)
                 return try await connection.maintenance.snapshot(
