@@ -33,7 +33,7 @@ struct ConnectionTests {
     func callsRunOnTheConnectionsLoop() async throws {
         try await withEtcd { _, client in
             try await client.put("k", value: "v")  // the connection now exists
-            let (onLoop, box) = try await client.call("Range", retry: .idempotent) { connection, _, _ in
+            let (onLoop, executor) = try await client.call("Range", retry: .idempotent) { connection, _, _ in
                 (connection.loopExecutor.isCurrent, connection.loopExecutor)
             }
             #expect(onLoop)
@@ -41,7 +41,7 @@ struct ConnectionTests {
                 connection, _, _ in connection.loopExecutor.isCurrent
             }
             #expect(!userCodeOnLoop)
-            #expect(!box.isCurrent, "after the call, the caller is back on Swift's executor")
+            #expect(!executor.isCurrent, "after the call, the caller is back on Swift's executor")
         }
     }
 

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
@@ -27,9 +28,10 @@ package final class EndpointConnection: Sendable {
         var serverVersion: EtcdServerVersion?
     }
     private let state = Mutex(State())
-    /// The event loop of the endpoint's current TCP connection, as a task executor: calls prefer it,
-    /// so their continuations resume on the connection's thread instead of hopping to Swift's pool.
-    package let loopExecutor: LoopExecutorBox
+    /// The event loop every TCP connection to the endpoint uses, as a task executor: unary calls
+    /// prefer it, so their continuations resume on the connection's thread instead of hopping to
+    /// Swift's pool and back.
+    package let loopExecutor: EventLoopTaskExecutor
 
     init(
         endpoint: EtcdEndpoint,
@@ -38,8 +40,10 @@ package final class EndpointConnection: Sendable {
         logger: Logger
     ) throws(EtcdClientError) {
         self.endpoint = endpoint
-        let loopExecutor = LoopExecutorBox()
-        self.loopExecutor = loopExecutor
+        // One loop of NIO's shared group per endpoint, chosen now (round robin), so the executor is
+        // known before the first connection exists.
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        self.loopExecutor = EventLoopTaskExecutor(eventLoop)
         let target: any ResolvableTarget
         switch endpoint.host {
         case .ipv4(let host): target = .ipv4(address: host, port: endpoint.port)
@@ -87,9 +91,7 @@ package final class EndpointConnection: Sendable {
             }
             let handshakeTimeout = TimeAmount(configuration.dialTimeout)
             config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                loopExecutor.set(channel.eventLoop)
-                return PingAnsweringHandler.install(
-                    on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
+                PingAnsweringHandler.install(on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
             }
             if let serverName = configuration.tls?.serverName, endpoint.useTLS {
                 config.http2.authority = serverName
@@ -99,7 +101,8 @@ package final class EndpointConnection: Sendable {
             let transport = try HTTP2ClientTransport.Posix(
                 target: target,
                 transportSecurity: security,
-                config: transportConfig
+                config: transportConfig,
+                eventLoopGroup: eventLoop
             )
             let observability = configuration.observability
             let interceptors: [any ClientInterceptor] =
@@ -182,29 +185,16 @@ package final class EndpointConnection: Sendable {
 }
 
 /// An event loop as a Swift task executor (swift-nio 2.101 has no such conformance).
-final class EventLoopTaskExecutor: TaskExecutor, Sendable {
+package final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     let eventLoop: any EventLoop
 
     init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         self.eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
-}
 
-/// The latest connection's event loop executor of an endpoint.
-package final class LoopExecutorBox: Sendable {
-    private let executor = Mutex<EventLoopTaskExecutor?>(nil)
-
-    func set(_ eventLoop: any EventLoop) {
-        self.executor.withLock { current in
-            if current?.eventLoop !== eventLoop { current = EventLoopTaskExecutor(eventLoop) }
-        }
-    }
-
-    var current: EventLoopTaskExecutor? { self.executor.withLock { $0 } }
-
-    /// Whether the caller runs on the connection's event loop (for tests).
-    package var isCurrent: Bool { self.current?.eventLoop.inEventLoop ?? false }
+    /// Whether the caller runs on this event loop (for tests).
+    package var isCurrent: Bool { self.eventLoop.inEventLoop }
 }
