@@ -64,20 +64,18 @@ public enum EtcdBinary {
         return nil
     }
 
+    /// Runs `executable` to its end, blocking the calling thread; its standard output and error.
+    /// - Throws: ``EtcdTestingError`` with that output when it exits with a status other than 0.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD") }
-            .merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        let process = try EtcdTestProcess(
+            executable,
+            arguments,
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD") }
+                .merging(environment) { $1 },
+            output: .pipe
+        )
+        let output = String(decoding: process.readOutputToEnd(), as: UTF8.self)
+        guard process.waitUntilExit() == 0 else {
             throw EtcdTestingError("'\(executable) \(arguments.joined(separator: " "))' failed: \(output)")
         }
         return output

@@ -31,14 +31,7 @@ public final class EtcdTestMember: Sendable {
     /// (``EtcdTestCluster/Configuration/peerBridges``), else ``peerPort``.
     public let advertisedPeerPort: Int
 
-    private struct State {
-        var process: Process?
-        var pid: Int32 = 0
-        var running = false
-        var nextWaiterID = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-    }
-    private let state = Mutex(State())
+    private let process = Mutex<EtcdTestProcess?>(nil)
 
     init(
         name: String,
@@ -61,52 +54,27 @@ public final class EtcdTestMember: Sendable {
         self.arguments = arguments
     }
 
+    private var current: EtcdTestProcess? { self.process.withLock { $0 } }
+
     /// Whether the process is alive (it may be paused).
-    public var isRunning: Bool { self.state.withLock { $0.running } }
+    public var isRunning: Bool { self.current?.isRunning ?? false }
 
     /// The process ID while running.
-    public var processID: Int32? { self.state.withLock { $0.running ? $0.pid : nil } }
+    public var processID: Int32? { self.current.flatMap { $0.isRunning ? $0.processID : nil } }
 
     /// Starts the process (again, after ``kill()`` or ``stop()``); its data folder is kept, so a
-    /// restarted member rejoins with its data.
+    /// restarted member rejoins with its data. Its output is appended to ``logFile``.
     public func start() throws {
-        if self.isRunning { return }
-        if !FileManager.default.fileExists(atPath: self.logFile) {
-            _ = FileManager.default.createFile(atPath: self.logFile, contents: nil)
+        try self.process.withLock { process in
+            if process?.isRunning == true { return }
+            // etcd reads ETCD_* variables as flags; keep the test runner's (ETCD_BINARY, ...) away from it.
+            process = try EtcdTestProcess(
+                self.binary,
+                self.arguments,
+                environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") },
+                output: .file(self.logFile)
+            )
         }
-        guard let log = FileHandle(forWritingAtPath: self.logFile) else {
-            throw EtcdTestingError("cannot write \(self.logFile)")
-        }
-        _ = try? log.seekToEnd()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: self.binary)
-        process.arguments = self.arguments
-        // etcd reads ETCD_* variables as flags; keep the test runner's (ETCD_BINARY, ...) away from it.
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") }
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        process.terminationHandler = { [weak self] _ in
-            try? log.close()
-            self?.didExit()
-        }
-        try process.run()
-        self.state.withLock { state in
-            state.process = process
-            state.pid = process.processIdentifier
-            state.running = true
-        }
-    }
-
-    private func didExit() {
-        let waiters = self.state.withLock { state in
-            state.running = false
-            state.process = nil
-            let waiters = state.waiters.values
-            state.waiters = [:]
-            return Array(waiters)
-        }
-        for waiter in waiters { waiter.resume() }
     }
 
     /// Kills the process with SIGKILL (a crash) and waits until it is gone.
@@ -137,57 +105,26 @@ public final class EtcdTestMember: Sendable {
     }
 
     private func signal(_ signal: Int32) throws {
-        guard let pid = self.processID else { throw EtcdTestingError("member \(self.name) is not running") }
-        guard Foundation.kill(pid, signal) == 0 else {
-            throw EtcdTestingError("kill(\(pid), \(signal)) failed for member \(self.name): errno \(errno)")
+        guard let process = self.current, process.isRunning else {
+            throw EtcdTestingError("member \(self.name) is not running")
         }
+        process.send(signal)
     }
 
     private func signalAndWait(_ signal: Int32) async throws {
-        guard let pid = self.processID else { return }
-        _ = Foundation.kill(pid, SIGCONT)  // a paused process cannot handle SIGTERM
-        _ = Foundation.kill(pid, signal)
-        if await self.waitForExit(timeout: .seconds(10)) { return }
-        _ = Foundation.kill(pid, SIGKILL)
-        if await self.waitForExit(timeout: .seconds(10)) { return }
-        throw EtcdTestingError("member \(self.name) (pid \(pid)) did not exit after SIGKILL")
+        guard let process = self.current, process.isRunning else { return }
+        process.send(SIGCONT)  // a paused process cannot handle SIGTERM
+        process.send(signal)
+        if await process.waitForExit(timeout: .seconds(10)) != nil { return }
+        process.send(SIGKILL)
+        if await process.waitForExit(timeout: .seconds(10)) != nil { return }
+        throw EtcdTestingError("member \(self.name) (pid \(process.processID)) did not exit after SIGKILL")
     }
 
     /// Waits until the process has exited; `false` if it is still running after `timeout`.
     public func waitForExit(timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await self.exited()
-                return !Task.isCancelled || !self.isRunning
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return !self.isRunning
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first || !self.isRunning
-        }
-    }
-
-    private func exited() async {
-        let id = self.state.withLock { state -> Int in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = self.state.withLock { state -> Bool in
-                    if !state.running || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
-        }
+        guard let process = self.current else { return true }
+        return await process.waitForExit(timeout: timeout) != nil
     }
 
     /// The last lines the member printed.

@@ -1,89 +1,54 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
-import Synchronization
 
 /// An `etcdctl` running in the background, started by ``EtcdTestCluster/startEtcdctl(_:)``: its
 /// output line by line, and signals to end it. It is killed when the value is released.
 public final class EtcdctlProcess: Sendable {
     /// What etcdctl prints (standard output and error), line by line; ends when it exits.
     public let lines: AsyncStream<String>
-    private let process: Mutex<Process>
-    private let exit: AsyncStream<Int32>
-    private let exitContinuation: AsyncStream<Int32>.Continuation
+    private let process: EtcdTestProcess
 
     init(executable: String, arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD") }
-            .merging(["ETCDCTL_API": "3"]) { $1 }
-        process.standardInput = FileHandle.nullDevice
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let (lines, lineContinuation) = AsyncStream.makeStream(of: String.self)
-        let (exit, exitContinuation) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
-        let pending = Mutex(Data())
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                let rest = pending.withLock { $0 }
-                if !rest.isEmpty { lineContinuation.yield(String(decoding: rest, as: UTF8.self)) }
-                lineContinuation.finish()
-                return
-            }
-            let complete = pending.withLock { buffer -> [String] in
-                buffer.append(data)
-                var lines: [String] = []
-                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-                    buffer = Data(buffer[buffer.index(after: newline)...])
+        let process = try EtcdTestProcess(
+            executable,
+            arguments,
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD") }
+                .merging(["ETCDCTL_API": "3"]) { $1 },
+            output: .pipe
+        )
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self)
+        let reader = Thread {
+            var pending: [UInt8] = []
+            process.readOutput { chunk in
+                pending += chunk
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    continuation.yield(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
                 }
-                return lines
             }
-            for line in complete { lineContinuation.yield(line) }
+            if !pending.isEmpty { continuation.yield(String(decoding: pending, as: UTF8.self)) }
+            continuation.finish()
         }
-        process.terminationHandler = { process in
-            exitContinuation.yield(process.terminationStatus)
-            exitContinuation.finish()
-        }
-        try process.run()
+        reader.start()
         self.lines = lines
-        self.process = Mutex(process)
-        self.exit = exit
-        self.exitContinuation = exitContinuation
+        self.process = process
     }
 
     deinit {
-        self.process.withLock { process in
-            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        }
+        self.process.send(SIGKILL)
     }
 
     /// The process ID.
-    public var processID: Int32 { self.process.withLock { $0.processIdentifier } }
+    public var processID: Int32 { self.process.processID }
 
     /// Sends `signal` (SIGINT and SIGTERM make `etcdctl lock` and `elect` let go cleanly).
     public func send(_ signal: Int32) {
-        _ = Foundation.kill(self.processID, signal)
+        self.process.send(signal)
     }
 
-    /// Waits for the process to exit and returns its status; nil if it runs on after `timeout`.
+    /// Waits for the process to exit and returns its status (the exit code, or 128 + the signal that
+    /// ended it); nil if it runs on after `timeout`.
     public func waitForExit(timeout: Duration) async -> Int32? {
-        if let status = self.process.withLock({ $0.isRunning ? nil : $0.terminationStatus }) { return status }
-        let exit = self.exit
-        return await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                for await status in exit { return status }
-                return nil
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? nil
-        }
+        await self.process.waitForExit(timeout: timeout)
     }
 }

@@ -19,23 +19,10 @@ struct BenchmarkTests {
         return path
     }
 
-    /// Runs the benchmark on a thread of its own: waiting for it on one of Swift's cooperative
-    /// threads (two on this machine) would starve the tests running beside it.
+    /// Runs the benchmark to its end (EtcdTestProcess waits for it on a thread of its own, not on
+    /// one of Swift's cooperative threads).
     private func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try self.benchmark())
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        return await withCheckedContinuation { continuation in
-            Thread {
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-            }.start()
-        }
+        try await EtcdTestProcess.run(try self.benchmark(), arguments, timeout: .seconds(60))
     }
 
     private func json(_ output: String) throws -> [String: Any] {

@@ -91,22 +91,21 @@ struct ConnectionTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let portFile = folder.appendingPathComponent("port").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.currentDirectoryURL = folder
         // Binds port 0, then names the port it got in a file (written whole, by rename).
-        process.arguments = [
-            "python3", "-c",
-            """
-            import http.server, os, sys
-            server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-            open(sys.argv[1] + ".tmp", "w").write(str(server.server_address[1]))
-            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-            server.serve_forever()
-            """,
-            portFile,
-        ]
-        try process.run()
+        let process = try EtcdTestProcess(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                """
+                import http.server, os, sys
+                os.chdir(os.path.dirname(sys.argv[1]))
+                server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+                open(sys.argv[1] + ".tmp", "w").write(str(server.server_address[1]))
+                os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+                server.serve_forever()
+                """,
+                portFile,
+            ])
         do {
             try await self.useServer(portFile, body)
         } catch {
@@ -128,9 +127,10 @@ struct ConnectionTests {
         try await body(port)
     }
 
-    /// Kills the server (SIGKILL cannot be ignored; Foundation reaps it).
-    private func stop(_ process: Process) async {
-        kill(process.processIdentifier, SIGKILL)
+    /// Kills the server (SIGKILL cannot be ignored) and waits until it is gone.
+    private func stop(_ process: EtcdTestProcess) async {
+        process.send(SIGKILL)
+        _ = await process.waitForExit(timeout: .seconds(10))
     }
 
     @Test(

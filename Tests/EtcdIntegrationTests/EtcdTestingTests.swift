@@ -17,6 +17,45 @@ struct EtcdTestingTests {
         print("etcd under test: \(binary) (\(version))")
     }
 
+    @Test("a spawned process gets standard input, output and error, and none of the test's other descriptors")
+    func processDescriptors() async throws {
+        // An open socket in the test process must not reach the child.
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(socket >= 3)
+        defer { close(socket) }
+        // Lists /proc/self/fd without the descriptor the listing itself uses.
+        let (status, output) = try await EtcdTestProcess.run(
+            "/usr/bin/python3",
+            ["-c", "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"],
+            timeout: .seconds(30))
+        #expect(status == 0, "\(output)")
+        let listed = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        // os.listdir holds one descriptor of its own while it reads the folder.
+        #expect(listed == "[0, 1, 2, 3]", "the child saw \(listed)")
+    }
+
+    @Test("a spawned process reads its input pipe, and its exit status is the shell's (128 + signal when killed)")
+    func processInputAndStatus() async throws {
+        let cat = try EtcdTestProcess("/bin/cat", [], input: .pipe, output: .pipe)
+        try cat.writeInput(Array("one\ntwo\n".utf8))
+        cat.closeInput()
+        let echoed = try await EtcdTestProcess.run("/bin/sh", ["-c", "exit 3"], timeout: .seconds(30))
+        #expect(echoed.status == 3)
+        #expect(await cat.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(String(decoding: cat.readOutputToEnd(), as: UTF8.self) == "one\ntwo\n")
+
+        let sleeper = try EtcdTestProcess("/bin/sleep", ["60"])
+        #expect(sleeper.isRunning)
+        #expect(await sleeper.waitForExit(timeout: .milliseconds(100)) == nil)
+        sleeper.send(SIGKILL)
+        #expect(await sleeper.waitForExit(timeout: .seconds(30)) == 128 + SIGKILL)
+        #expect(!sleeper.isRunning)
+
+        let missing = "/nonexistent/swift-etcd-tool"
+        let error = #expect(throws: EtcdTestingError.self) { try EtcdTestProcess(missing, []) }
+        #expect(error?.description == "cannot start \(missing): No such file or directory")
+    }
+
     @Test("a cluster's processes and folder are gone after the scoped function, also when the body throws")
     func cleanup() async throws {
         struct Planned: Error {}

@@ -49,19 +49,12 @@ struct EtcdctlCompatibilityTests {
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         FileManager.default.createFile(atPath: input.path, contents: Data((stdin ?? "").utf8))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"].merging(environment) { $1 }
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = try FileHandle(forReadingFrom: input)
-        let exited = AsyncStream.makeStream(of: Int32.self)
-        process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-        try process.run()
-        let status = try await within(.seconds(30), "\(tool) \(arguments) to exit") {
-            for await status in exited.stream { return status }
-            return -1
+        let process = try EtcdTestProcess(
+            tool, arguments, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"].merging(environment) { $1 },
+            input: .file(input.path), output: .file(out.path), error: .file(err.path))
+        guard let status = await process.waitForExit(timeout: .seconds(30)) else {
+            process.send(SIGKILL)
+            throw EtcdTestingError("\(tool) \(arguments) did not exit within 30 s")
         }
         let stdout = String(decoding: try Data(contentsOf: out), as: UTF8.self)
         let stderr = String(decoding: try Data(contentsOf: err), as: UTF8.self)
@@ -129,10 +122,11 @@ struct EtcdctlCompatibilityTests {
         #expect(actual == expected, "etcdctl-swift \(arguments.joined(separator: " "))", sourceLocation: sourceLocation)
     }
 
-    /// Starts `arguments` in the background, waits until its output satisfies `ready` (at most 20
-    /// seconds), runs `then`, sends SIGINT unless it exits by itself, and returns what it printed.
+    /// Starts `arguments` in the background with `input` on its standard input, waits until its
+    /// output satisfies `ready` (at most 20 seconds), runs `then`, closes its standard input, sends
+    /// SIGINT unless `interrupt` is false, and returns what it printed.
     private func stream(
-        _ tool: String, _ arguments: [String], stdin: Pipe? = nil, interrupt: Bool = true,
+        _ tool: String, _ arguments: [String], input: String? = nil, interrupt: Bool = true,
         ready: @escaping @Sendable (String) -> Bool, then: (() async throws -> Void)? = nil
     ) async throws -> Run {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -143,21 +137,11 @@ struct EtcdctlCompatibilityTests {
         let err = folder.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = stdin ?? FileHandle.nullDevice
-        let exited = AsyncStream.makeStream(of: Int32.self)
-        // As a shell reports it: 128 + the signal for a process a signal ended.
-        process.terminationHandler = {
-            exited.continuation.yield(
-                $0.terminationReason == .uncaughtSignal ? 128 + $0.terminationStatus : $0.terminationStatus)
-        }
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let process = try EtcdTestProcess(
+            tool, arguments, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"],
+            input: input == nil ? .null : .pipe, output: .file(out.path), error: .file(err.path))
+        defer { process.send(SIGKILL) }
+        if let input { try process.writeInput(Array(input.utf8)) }
         // The output file is the only channel: read it until it shows what we wait for.
         try await within(.seconds(20), "\(tool) \(arguments) to print what is expected") {
             while !ready((try? String(contentsOf: out, encoding: .utf8)) ?? "") {
@@ -165,17 +149,17 @@ struct EtcdctlCompatibilityTests {
             }
         }
         try await then?()
-        if interrupt && process.isRunning { kill(process.processIdentifier, SIGINT) }
-        let status = try await within(.seconds(20), "\(tool) \(arguments) to exit") {
-            for await status in exited.stream { return status }
-            return -1
+        process.closeInput()
+        if interrupt { process.send(SIGINT) }
+        guard let status = await process.waitForExit(timeout: .seconds(20)) else {
+            throw EtcdTestingError("\(tool) \(arguments) did not exit within 20 s")
         }
         let stdout = String(decoding: try Data(contentsOf: out), as: UTF8.self)
         let stderr = String(decoding: try Data(contentsOf: err), as: UTF8.self)
         return Run(status: status, stdout: stdout, error: Self.errorLine(stderr), messages: Self.messages(stderr))
     }
 
-    /// Runs a long-running command through both tools with ``stream(_:_:stdin:interrupt:ready:then:)``.
+    /// Runs a long-running command through both tools with ``stream(_:_:input:interrupt:ready:then:)``.
     private func compareStream(
         _ cluster: EtcdTestCluster, _ arguments: [String], interrupt: Bool = true,
         ready: @escaping @Sendable (String) -> Bool, prepare: (() async throws -> Void)? = nil,
@@ -588,12 +572,10 @@ struct EtcdctlCompatibilityTests {
                 let reference = try Self.reference(cluster)
                 var runs: [Run] = []
                 for tool in [reference, Self.swiftTool] {
-                    let input = Pipe()
-                    input.fileHandleForWriting.write(Data("watch w/a --rev \(start)\nbogus\n".utf8))
                     runs.append(
                         try await self.stream(
-                            tool, endpoint + ["watch", "-i"], stdin: input, interrupt: false, ready: Self.lines(6),
-                            then: { try input.fileHandleForWriting.close() }))
+                            tool, endpoint + ["watch", "-i"], input: "watch w/a --rev \(start)\nbogus\n",
+                            interrupt: false, ready: Self.lines(6)))
                 }
                 // (etcdctl 3.4 capitalises "Error reading watch request line", 3.5 does not.)
                 Self.expectSame(runs[0], runs[1], ["watch", "-i"], mask: { $0.lowercased() })
