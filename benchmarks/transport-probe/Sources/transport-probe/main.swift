@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+// transport-probe: what a gRPC unary call to etcd costs over swift-nio-http2 when the transport
+// is nothing but frames on one HTTP/2 channel, with no child channel, NIOAsyncChannel, async
+// sequence or GRPCCore executor per call: one continuation per call, a dictionary from stream ID
+// to continuation, and the call's body on the connection's event loop (as swift-etcd runs it).
+//
+// It is a measurement for issue 8, not a client: no TLS, no deadlines, no retries, no failover,
+// requests encoded by hand. It prints a JSON line with peer-bench's timing fields, so it can run
+// beside peer-bench and etcd-swift-bench on the same server (benchmarks/transport-probe/run).
+//
+//   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 put
+//   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 range --consistency s
+import Foundation
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+
+/// Starts unary calls as HTTP/2 frames and completes them from the response frames. Event loop only.
+final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private var context: ChannelHandlerContext?
+    private var nextStreamID = 1
+    private var calls: [HTTP2StreamID: (continuation: CheckedContinuation<ByteBuffer, any Error>, body: ByteBuffer)] =
+        [:]
+    /// Inbound DATA bytes not yet returned to the connection window. swift-nio-http2 returns the
+    /// connection window only for its stream channels, so without them the handler must.
+    private var unacknowledgedBytes = 0
+    private let authority: String
+
+    init(authority: String) { self.authority = authority }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func start(path: String, message: ByteBuffer, _ continuation: CheckedContinuation<ByteBuffer, any Error>) {
+        guard let context = self.context, context.channel.isActive else {
+            continuation.resume(throwing: ProbeError.connectionClosed)
+            return
+        }
+        let streamID = HTTP2StreamID(self.nextStreamID)
+        self.nextStreamID += 2
+        self.calls[streamID] = (continuation, ByteBuffer())
+        let headers: HPACKHeaders = [
+            ":method": "POST", ":scheme": "http", ":path": path, ":authority": self.authority,
+            "content-type": "application/grpc", "te": "trailers",
+        ]
+        var framed = context.channel.allocator.buffer(capacity: 5 + message.readableBytes)
+        framed.writeInteger(UInt8(0))  // not compressed
+        framed.writeInteger(UInt32(message.readableBytes))
+        framed.writeImmutableBuffer(message)
+        context.write(
+            self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: headers)))),
+            promise: nil)
+        let data = HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed), endStream: true)))
+        context.writeAndFlush(self.wrapOutboundOut(data), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.payload {
+        case .data(let payload):
+            self.unacknowledgedBytes += payload.data.readableBytes
+            if self.unacknowledgedBytes >= 32768 {
+                let update = HTTP2Frame(
+                    streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.unacknowledgedBytes))
+                context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
+                self.unacknowledgedBytes = 0
+            }
+            if case .byteBuffer(var bytes) = payload.data {
+                self.calls[frame.streamID]?.body.writeBuffer(&bytes)
+            }
+            if payload.endStream { self.finish(frame.streamID, status: nil) }
+        case .headers(let payload):
+            if payload.endStream { self.finish(frame.streamID, status: payload.headers.first(name: "grpc-status")) }
+        case .rstStream:
+            self.calls.removeValue(forKey: frame.streamID)?.continuation.resume(throwing: ProbeError.reset)
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let calls = self.calls
+        self.calls = [:]
+        for call in calls.values { call.continuation.resume(throwing: ProbeError.connectionClosed) }
+    }
+
+    private func finish(_ streamID: HTTP2StreamID, status: String?) {
+        guard var call = self.calls.removeValue(forKey: streamID) else { return }
+        guard status == "0", call.body.readableBytes >= 5 else {
+            call.continuation.resume(throwing: ProbeError.status(status))
+            return
+        }
+        call.body.moveReaderIndex(forwardBy: 5)
+        call.continuation.resume(returning: call.body)
+    }
+}
+
+enum ProbeError: Error { case reset, connectionClosed, status(String?) }
+
+/// Runs jobs on an event loop (as swift-etcd's EventLoopTaskExecutor does).
+final class LoopExecutor: TaskExecutor {
+    let loop: any EventLoop
+    init(_ loop: any EventLoop) { self.loop = loop }
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        self.loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// Protobuf by hand: a length-delimited field, and a varint field.
+extension ByteBuffer {
+    mutating func writeVarint(_ value: Int) {
+        var value = UInt64(value)
+        while value >= 0x80 {
+            self.writeInteger(UInt8(value & 0x7f | 0x80))
+            value >>= 7
+        }
+        self.writeInteger(UInt8(value))
+    }
+    mutating func writeField(_ number: Int, _ bytes: some Collection<UInt8>) {
+        self.writeVarint(number << 3 | 2)
+        self.writeVarint(bytes.count)
+        self.writeBytes(bytes)
+    }
+}
+
+func cpuSeconds() -> (user: Double, system: Double) {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return (
+        Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6,
+        Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    )
+}
+
+func usage() -> Never {
+    FileHandle.standardError.write(
+        Data(
+            "usage: transport-probe --endpoints HOST:PORT [--clients N] [--total N] put|range [--consistency l|s] [--key KEY]\n"
+                .utf8))
+    exit(2)
+}
+
+// Flags.
+var options = [
+    "--endpoints": "127.0.0.1:2379", "--clients": "1", "--total": "10000", "--consistency": "l", "--key": "bench-key",
+]
+var operation = ""
+var arguments = CommandLine.arguments.dropFirst()
+while let argument = arguments.popFirst() {
+    if options[argument] != nil {
+        guard let value = arguments.popFirst() else { usage() }
+        options[argument] = value
+    } else if argument == "put" || argument == "range" {
+        operation = argument
+    } else {
+        usage()
+    }
+}
+let endpointParts = options["--endpoints"]!.split(separator: ":")
+guard !operation.isEmpty, endpointParts.count == 2, let port = Int(endpointParts[1]),
+    let clients = Int(options["--clients"]!),
+    let total = Int(options["--total"]!), clients > 0, total > 0
+else { usage() }
+let host = String(endpointParts[0])
+let chosenOperation = operation
+let serializable = options["--consistency"] == "s"
+let rangeKey = options["--key"]!
+
+// One connection, one event loop.
+let loop = MultiThreadedEventLoopGroup.singleton.next()
+let handler = UnaryCallHandler(authority: options["--endpoints"]!)
+let channel = try await ClientBootstrap(group: loop).channelInitializer { channel in
+    channel.eventLoop.makeCompletedFuture {
+        var configuration = NIOHTTP2Handler.ConnectionConfiguration()
+        // etcd (gRPC-Go) sends a PING per response for bandwidth estimation.
+        configuration.controlFrameRateLimit.maximumCount = 100_000_000
+        try channel.pipeline.syncOperations.addHandler(
+            NIOHTTP2Handler(mode: .client, connectionConfiguration: configuration, streamConfiguration: .init()))
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+}.connect(host: host, port: port).get()
+let executor = LoopExecutor(loop)
+
+let value = [UInt8](repeating: UInt8(ascii: "v"), count: 256)
+func call(_ path: String, _ message: ByteBuffer) async throws -> ByteBuffer {
+    try await withTaskExecutorPreference(executor) {
+        try await withCheckedThrowingContinuation { continuation in
+            if loop.inEventLoop {
+                handler.start(path: path, message: message, continuation)
+            } else {
+                loop.execute { handler.start(path: path, message: message, continuation) }
+            }
+        }
+    }
+}
+func request(_ index: Int) -> (String, ByteBuffer) {
+    var message = ByteBuffer()
+    switch chosenOperation {
+    case "put":
+        message.writeField(1, Array(String(format: "%08d", index % 100_000).utf8))  // key
+        message.writeField(2, value)  // value
+        return ("/etcdserverpb.KV/Put", message)
+    default:
+        message.writeField(1, Array(rangeKey.utf8))  // key
+        if serializable {
+            message.writeVarint(7 << 3)  // serializable = true
+            message.writeVarint(1)
+        }
+        return ("/etcdserverpb.KV/Range", message)
+    }
+}
+
+let next = Atomic<Int>(0)
+let errors = Atomic<Int>(0)
+let cpuBefore = cpuSeconds()
+let start = ContinuousClock.now
+let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+    for _ in 0..<clients {
+        group.addTask {
+            var latencies: [Duration] = []
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                if index >= total { return latencies }
+                let (path, message) = request(index)
+                let began = ContinuousClock.now
+                do {
+                    let response = try await call(path, message)
+                    if response.readableBytes == 0 { errors.add(1, ordering: .relaxed) }  // a header at least
+                } catch {
+                    errors.add(1, ordering: .relaxed)
+                }
+                latencies.append(ContinuousClock.now - began)
+            }
+        }
+    }
+    var all: [Duration] = []
+    for try await latencies in group { all += latencies }
+    return all.sorted()
+}
+let seconds = Double((ContinuousClock.now - start) / .milliseconds(1)) / 1000
+let cpuAfter = cpuSeconds()
+try await channel.close()
+func milliseconds(_ quantile: Double) -> Double {
+    Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * quantile))] / .microseconds(1)) / 1000
+}
+let user = cpuAfter.user - cpuBefore.user
+let system = cpuAfter.system - cpuBefore.system
+let line: [String: Any] = [
+    "client": "transport-probe", "op": operation, "total": total, "errors": errors.load(ordering: .relaxed),
+    "conns": 1, "clients": clients, "seconds": seconds, "ops_per_sec": Double(total) / seconds,
+    "p50_ms": milliseconds(0.5), "p99_ms": milliseconds(0.99), "cpu_user_s": user, "cpu_sys_s": system,
+    "cpu_us_per_op": (user + system) / Double(total) * 1e6,
+]
+let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+print(String(decoding: json, as: UTF8.self))
