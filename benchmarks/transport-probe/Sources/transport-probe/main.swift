@@ -11,6 +11,7 @@
 //   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 put
 //   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 range --consistency s
 import Foundation
+import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -140,7 +141,7 @@ func cpuSeconds() -> (user: Double, system: Double) {
 func usage() -> Never {
     FileHandle.standardError.write(
         Data(
-            "usage: transport-probe --endpoints HOST:PORT [--clients N] [--total N] put|range [--consistency l|s] [--key KEY]\n"
+            "usage: transport-probe --endpoints HOST:PORT [--clients N] [--total N] [--via frames|grpccore] put|range [--consistency l|s] [--key KEY]\n"
                 .utf8))
     exit(2)
 }
@@ -148,6 +149,7 @@ func usage() -> Never {
 // Flags.
 var options = [
     "--endpoints": "127.0.0.1:2379", "--clients": "1", "--total": "10000", "--consistency": "l", "--key": "bench-key",
+    "--via": "frames",
 ]
 var operation = ""
 var arguments = CommandLine.arguments.dropFirst()
@@ -172,8 +174,10 @@ let serializable = options["--consistency"] == "s"
 let rangeKey = options["--key"]!
 
 // One connection, one event loop.
+let viaGRPCCore = options["--via"] == "grpccore"
 let loop = MultiThreadedEventLoopGroup.singleton.next()
 let handler = UnaryCallHandler(authority: options["--endpoints"]!)
+let streamsHandler = GRPCStreamsHandler(authority: options["--endpoints"]!)
 let channel = try await ClientBootstrap(group: loop).channelInitializer { channel in
     channel.eventLoop.makeCompletedFuture {
         var configuration = NIOHTTP2Handler.ConnectionConfiguration()
@@ -181,15 +185,30 @@ let channel = try await ClientBootstrap(group: loop).channelInitializer { channe
         configuration.controlFrameRateLimit.maximumCount = 100_000_000
         try channel.pipeline.syncOperations.addHandler(
             NIOHTTP2Handler(mode: .client, connectionConfiguration: configuration, streamConfiguration: .init()))
-        try channel.pipeline.syncOperations.addHandler(handler)
+        if viaGRPCCore {
+            try channel.pipeline.syncOperations.addHandler(streamsHandler)
+        } else {
+            try channel.pipeline.syncOperations.addHandler(handler)
+        }
     }
 }.connect(host: host, port: port).get()
 let executor = LoopExecutor(loop)
+let grpc = GRPCClient(transport: FrameTransport(channel: channel, handler: streamsHandler))
+let connections = Task { try await grpc.runConnections() }
 
 let value = [UInt8](repeating: UInt8(ascii: "v"), count: 256)
 func call(_ path: String, _ message: ByteBuffer) async throws -> ByteBuffer {
     try await withTaskExecutorPreference(executor) {
-        try await withCheckedThrowingContinuation { continuation in
+        if viaGRPCCore {
+            let parts = path.split(separator: "/")
+            let descriptor = MethodDescriptor(fullyQualifiedService: String(parts[0]), method: String(parts[1]))
+            let bytes = try await grpc.unary(
+                request: ClientRequest(message: Array(message.readableBytesView)), descriptor: descriptor,
+                serializer: PassThrough(), deserializer: PassThrough(), options: .defaults
+            ) { try $0.message }
+            return ByteBuffer(bytes: bytes)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
             if loop.inEventLoop {
                 handler.start(path: path, message: message, continuation)
             } else {
@@ -232,7 +251,9 @@ let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
                     let response = try await call(path, message)
                     if response.readableBytes == 0 { errors.add(1, ordering: .relaxed) }  // a header at least
                 } catch {
-                    errors.add(1, ordering: .relaxed)
+                    if errors.add(1, ordering: .relaxed).oldValue == 0 {
+                        FileHandle.standardError.write(Data("transport-probe: first error: \(error)\n".utf8))
+                    }
                 }
                 latencies.append(ContinuousClock.now - began)
             }
@@ -244,6 +265,7 @@ let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
 }
 let seconds = Double((ContinuousClock.now - start) / .milliseconds(1)) / 1000
 let cpuAfter = cpuSeconds()
+grpc.beginGracefulShutdown()
 try await channel.close()
 func milliseconds(_ quantile: Double) -> Double {
     Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * quantile))] / .microseconds(1)) / 1000
@@ -251,7 +273,8 @@ func milliseconds(_ quantile: Double) -> Double {
 let user = cpuAfter.user - cpuBefore.user
 let system = cpuAfter.system - cpuBefore.system
 let line: [String: Any] = [
-    "client": "transport-probe", "op": operation, "total": total, "errors": errors.load(ordering: .relaxed),
+    "client": viaGRPCCore ? "transport-probe-grpccore" : "transport-probe", "op": operation, "total": total,
+    "errors": errors.load(ordering: .relaxed),
     "conns": 1, "clients": clients, "seconds": seconds, "ops_per_sec": Double(total) / seconds,
     "p50_ms": milliseconds(0.5), "p99_ms": milliseconds(0.99), "cpu_user_s": user, "cpu_sys_s": system,
     "cpu_us_per_op": (user + system) / Double(total) * 1e6,
