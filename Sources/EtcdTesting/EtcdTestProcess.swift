@@ -113,6 +113,10 @@ public final class EtcdTestProcess: Sendable {
             case .file(let path):
                 posix_spawn_file_actions_adddup2(&actions, try openFile(path, O_RDONLY), 0)
             case .pipe:
+                // Writing to a pipe whose reader has exited raises SIGPIPE, which would end the whole
+                // test process; ignored, the write fails with EPIPE instead. (Children start with
+                // every signal at its default, so this does not reach them.)
+                _ = signal(SIGPIPE, SIG_IGN)
                 let ends = try makePipe()
                 opened.append(ends.read)
                 inputFD = ends.write

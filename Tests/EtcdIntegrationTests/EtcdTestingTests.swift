@@ -51,6 +51,11 @@ struct EtcdTestingTests {
         #expect(await sleeper.waitForExit(timeout: .seconds(30)) == 128 + SIGKILL)
         #expect(!sleeper.isRunning)
 
+        // Writing to a process that has exited fails; it does not raise SIGPIPE in the test process.
+        let quitter = try EtcdTestProcess("/bin/true", [], input: .pipe)
+        #expect(await quitter.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(throws: EtcdTestingError.self) { try quitter.writeInput(Array("late\n".utf8)) }
+
         let missing = "/nonexistent/swift-etcd-tool"
         let error = #expect(throws: EtcdTestingError.self) { try EtcdTestProcess(missing, []) }
         #expect(error?.description == "cannot start \(missing): No such file or directory")
