@@ -4,12 +4,14 @@
 // sequence or GRPCCore executor per call: one continuation per call, a dictionary from stream ID
 // to continuation, and the call's body on the connection's event loop (as swift-etcd runs it).
 //
-// It is a measurement for issue 8, not a client: no TLS, no deadlines, no retries, no failover,
+// It is a measurement for issue 8, not a client: no TLS, no retries, no failover,
 // requests encoded by hand. It prints a JSON line with peer-bench's timing fields, so it can run
 // beside peer-bench and etcd-swift-bench on the same server (benchmarks/transport-probe/run).
 //
 //   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 put
 //   transport-probe --endpoints 127.0.0.1:2379 --clients 16 --total 20000 range --consistency s
+//   --via grpccore     the same frames as a ClientTransport under GRPCCore's GRPCClient
+//   --deadline-ms N    each call gets a deadline (a timer and a cancellation handler per call)
 import Foundation
 import GRPCCore
 import NIOCore
@@ -25,8 +27,15 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private var context: ChannelHandlerContext?
     private var nextStreamID = 1
-    private var calls: [HTTP2StreamID: (continuation: CheckedContinuation<ByteBuffer, any Error>, body: ByteBuffer)] =
-        [:]
+    private struct Call {
+        var continuation: CheckedContinuation<ByteBuffer, any Error>
+        var body = ByteBuffer()
+        var token: Int
+        var timer: Scheduled<Void>?
+    }
+    private var calls: [HTTP2StreamID: Call] = [:]
+    /// The stream of each call, by the token its task holds (to cancel it).
+    private var streams: [Int: HTTP2StreamID] = [:]
     /// Inbound DATA bytes not yet returned to the connection window. swift-nio-http2 returns the
     /// connection window only for its stream channels, so without them the handler must.
     private var unacknowledgedBytes = 0
@@ -36,18 +45,27 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func start(path: String, message: ByteBuffer, _ continuation: CheckedContinuation<ByteBuffer, any Error>) {
+    func start(
+        path: String, message: ByteBuffer, token: Int, timeout: TimeAmount?,
+        _ continuation: CheckedContinuation<ByteBuffer, any Error>
+    ) {
         guard let context = self.context, context.channel.isActive else {
             continuation.resume(throwing: ProbeError.connectionClosed)
             return
         }
         let streamID = HTTP2StreamID(self.nextStreamID)
         self.nextStreamID += 2
-        self.calls[streamID] = (continuation, ByteBuffer())
-        let headers: HPACKHeaders = [
+        var headers: HPACKHeaders = [
             ":method": "POST", ":scheme": "http", ":path": path, ":authority": self.authority,
             "content-type": "application/grpc", "te": "trailers",
         ]
+        var timer: Scheduled<Void>?
+        if let timeout {
+            headers.add(name: "grpc-timeout", value: "\(timeout.nanoseconds / 1_000_000)m")
+            timer = context.eventLoop.scheduleTask(in: timeout) { self.end(streamID, ProbeError.deadlineExceeded) }
+        }
+        self.calls[streamID] = Call(continuation: continuation, token: token, timer: timer)
+        self.streams[token] = streamID
         var framed = context.channel.allocator.buffer(capacity: 5 + message.readableBytes)
         framed.writeInteger(UInt8(0))  // not compressed
         framed.writeInteger(UInt32(message.readableBytes))
@@ -77,7 +95,7 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
         case .headers(let payload):
             if payload.endStream { self.finish(frame.streamID, status: payload.headers.first(name: "grpc-status")) }
         case .rstStream:
-            self.calls.removeValue(forKey: frame.streamID)?.continuation.resume(throwing: ProbeError.reset)
+            self.end(frame.streamID, ProbeError.reset, reset: false)
         default:
             break
         }
@@ -89,8 +107,27 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
         for call in calls.values { call.continuation.resume(throwing: ProbeError.connectionClosed) }
     }
 
+    /// Cancels the call its task knows by `token` (the task was cancelled).
+    func cancel(token: Int) {
+        if let streamID = self.streams[token] { self.end(streamID, CancellationError()) }
+    }
+
+    /// Ends a call early: resets its stream and fails it.
+    private func end(_ streamID: HTTP2StreamID, _ error: any Error, reset: Bool = true) {
+        guard let call = self.calls.removeValue(forKey: streamID) else { return }
+        self.streams.removeValue(forKey: call.token)
+        call.timer?.cancel()
+        if reset, let context = self.context {
+            let frame = HTTP2Frame(streamID: streamID, payload: .rstStream(.cancel))
+            context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
+        }
+        call.continuation.resume(throwing: error)
+    }
+
     private func finish(_ streamID: HTTP2StreamID, status: String?) {
         guard var call = self.calls.removeValue(forKey: streamID) else { return }
+        self.streams.removeValue(forKey: call.token)
+        call.timer?.cancel()
         guard status == "0", call.body.readableBytes >= 5 else {
             call.continuation.resume(throwing: ProbeError.status(status))
             return
@@ -100,7 +137,7 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-enum ProbeError: Error { case reset, connectionClosed, status(String?) }
+enum ProbeError: Error { case reset, connectionClosed, deadlineExceeded, status(String?) }
 
 /// Runs jobs on an event loop (as swift-etcd's EventLoopTaskExecutor does).
 final class LoopExecutor: TaskExecutor {
@@ -141,7 +178,7 @@ func cpuSeconds() -> (user: Double, system: Double) {
 func usage() -> Never {
     FileHandle.standardError.write(
         Data(
-            "usage: transport-probe --endpoints HOST:PORT [--clients N] [--total N] [--via frames|grpccore] put|range [--consistency l|s] [--key KEY]\n"
+            "usage: transport-probe --endpoints HOST:PORT [--clients N] [--total N] [--via frames|grpccore] [--deadline-ms N] put|range [--consistency l|s] [--key KEY]\n"
                 .utf8))
     exit(2)
 }
@@ -149,7 +186,7 @@ func usage() -> Never {
 // Flags.
 var options = [
     "--endpoints": "127.0.0.1:2379", "--clients": "1", "--total": "10000", "--consistency": "l", "--key": "bench-key",
-    "--via": "frames",
+    "--via": "frames", "--deadline-ms": "0",
 ]
 var operation = ""
 var arguments = CommandLine.arguments.dropFirst()
@@ -193,6 +230,14 @@ let channel = try await ClientBootstrap(group: loop).channelInitializer { channe
     }
 }.connect(host: host, port: port).get()
 let executor = LoopExecutor(loop)
+let deadlineMilliseconds = Int(options["--deadline-ms"]!) ?? 0
+let callTimeout: TimeAmount? = deadlineMilliseconds > 0 ? .milliseconds(Int64(deadlineMilliseconds)) : nil
+let tokens = Atomic<Int>(0)
+let grpcOptions: CallOptions = {
+    var options = CallOptions.defaults
+    if deadlineMilliseconds > 0 { options.timeout = .milliseconds(deadlineMilliseconds) }
+    return options
+}()
 let grpc = GRPCClient(transport: FrameTransport(channel: channel, handler: streamsHandler))
 let connections = Task { try await grpc.runConnections() }
 
@@ -204,16 +249,33 @@ func call(_ path: String, _ message: ByteBuffer) async throws -> ByteBuffer {
             let descriptor = MethodDescriptor(fullyQualifiedService: String(parts[0]), method: String(parts[1]))
             let bytes = try await grpc.unary(
                 request: ClientRequest(message: Array(message.readableBytesView)), descriptor: descriptor,
-                serializer: PassThrough(), deserializer: PassThrough(), options: .defaults
+                serializer: PassThrough(), deserializer: PassThrough(), options: grpcOptions
             ) { try $0.message }
             return ByteBuffer(bytes: bytes)
         }
-        return try await withCheckedThrowingContinuation { continuation in
-            if loop.inEventLoop {
-                handler.start(path: path, message: message, continuation)
-            } else {
-                loop.execute { handler.start(path: path, message: message, continuation) }
+        // With a deadline, each call also arms a timer and a cancellation handler, as a client must.
+        guard let timeout = callTimeout else {
+            return try await withCheckedThrowingContinuation { continuation in
+                if loop.inEventLoop {
+                    handler.start(path: path, message: message, token: 0, timeout: nil, continuation)
+                } else {
+                    loop.execute { handler.start(path: path, message: message, token: 0, timeout: nil, continuation) }
+                }
             }
+        }
+        let token = tokens.add(1, ordering: .relaxed).newValue
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if loop.inEventLoop {
+                    handler.start(path: path, message: message, token: token, timeout: timeout, continuation)
+                } else {
+                    loop.execute {
+                        handler.start(path: path, message: message, token: token, timeout: timeout, continuation)
+                    }
+                }
+            }
+        } onCancel: {
+            loop.execute { handler.cancel(token: token) }
         }
     }
 }
@@ -273,7 +335,8 @@ func milliseconds(_ quantile: Double) -> Double {
 let user = cpuAfter.user - cpuBefore.user
 let system = cpuAfter.system - cpuBefore.system
 let line: [String: Any] = [
-    "client": viaGRPCCore ? "transport-probe-grpccore" : "transport-probe", "op": operation, "total": total,
+    "client": viaGRPCCore ? "transport-probe-grpccore" : "transport-probe", "deadline_ms": deadlineMilliseconds,
+    "op": operation, "total": total,
     "errors": errors.load(ordering: .relaxed),
     "conns": 1, "clients": clients, "seconds": seconds, "ops_per_sec": Double(total) / seconds,
     "p50_ms": milliseconds(0.5), "p99_ms": milliseconds(0.99), "cpu_user_s": user, "cpu_sys_s": system,
