@@ -106,46 +106,47 @@ public final class EtcdTestProcess: Sendable {
                 return (fds[0], fds[1])
             }
 
+            // The parent's ends of its pipes, kept once the child runs; closed if it cannot start.
             var inputFD: Int32?
-            switch input {
-            case .null:
-                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            case .file(let path):
-                posix_spawn_file_actions_adddup2(&actions, try openFile(path, O_RDONLY), 0)
-            case .pipe:
-                // Writing to a pipe whose reader has exited raises SIGPIPE, which would end the whole
-                // test process; ignored, the write fails with EPIPE instead. (Children start with
-                // every signal at its default, so this does not reach them.)
-                _ = signal(SIGPIPE, SIG_IGN)
-                let ends = try makePipe()
-                opened.append(ends.read)
-                inputFD = ends.write
-                posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
-            }
             var outputFD: Int32?
-            var pipeWriteEnd: Int32?
-            for (target, destination) in [(Int32(1), output), (Int32(2), error)] {
-                switch destination {
-                case .null:
-                    posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
-                case .file(let path):
-                    let fd = try openFile(path, O_WRONLY | O_CREAT | O_APPEND)
-                    posix_spawn_file_actions_adddup2(&actions, fd, target)
-                case .pipe:
-                    if pipeWriteEnd == nil {
-                        let ends = try makePipe()
-                        outputFD = ends.read
-                        pipeWriteEnd = ends.write
-                        opened.append(ends.write)
-                    }
-                    posix_spawn_file_actions_adddup2(&actions, pipeWriteEnd!, target)
-                }
-            }
             func closeParentEnds() {
                 if let inputFD { close(inputFD) }
                 if let outputFD { close(outputFD) }
             }
             do {
+                var pipeWriteEnd: Int32?
+                switch input {
+                case .null:
+                    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                case .file(let path):
+                    posix_spawn_file_actions_adddup2(&actions, try openFile(path, O_RDONLY), 0)
+                case .pipe:
+                    // Writing to a pipe whose reader has exited raises SIGPIPE, which would end the whole
+                    // test process; ignored, the write fails with EPIPE instead. (Children start with
+                    // every signal at its default, so this does not reach them.)
+                    _ = signal(SIGPIPE, SIG_IGN)
+                    let ends = try makePipe()
+                    opened.append(ends.read)
+                    inputFD = ends.write
+                    posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
+                }
+                for (target, destination) in [(Int32(1), output), (Int32(2), error)] {
+                    switch destination {
+                    case .null:
+                        posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+                    case .file(let path):
+                        let fd = try openFile(path, O_WRONLY | O_CREAT | O_APPEND)
+                        posix_spawn_file_actions_adddup2(&actions, fd, target)
+                    case .pipe:
+                        if pipeWriteEnd == nil {
+                            let ends = try makePipe()
+                            outputFD = ends.read
+                            pipeWriteEnd = ends.write
+                            opened.append(ends.write)
+                        }
+                        posix_spawn_file_actions_adddup2(&actions, pipeWriteEnd!, target)
+                    }
+                }
                 try Self.closeOtherDescriptors(&actions)
             } catch {
                 closeParentEnds()

@@ -59,6 +59,11 @@ struct EtcdTestingTests {
         let missing = "/nonexistent/swift-etcd-tool"
         let error = #expect(throws: EtcdTestingError.self) { try EtcdTestProcess(missing, []) }
         #expect(error?.description == "cannot start \(missing): No such file or directory")
+        let unwritable = "/nonexistent/swift-etcd-folder/out"
+        let openError = #expect(throws: EtcdTestingError.self) {
+            try EtcdTestProcess("/bin/true", [], input: .pipe, output: .file(unwritable))
+        }
+        #expect(openError?.description == "cannot open \(unwritable): No such file or directory")
     }
 
     @Test("a cluster's processes and folder are gone after the scoped function, also when the body throws")
