@@ -125,7 +125,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private var context: ChannelHandlerContext?
     private var nextStreamID = 1
-    private var streams: [HTTP2StreamID: (inbound: InboundParts, body: ByteBuffer)] = [:]
+    private var streams: [HTTP2StreamID: (inbound: InboundParts, body: ByteBuffer, unacknowledged: Int)] = [:]
     private var unacknowledgedBytes = 0
     private let authority: String
 
@@ -140,7 +140,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         let streamID = HTTP2StreamID(self.nextStreamID)
         self.nextStreamID += 2
-        self.streams[streamID] = (inbound, ByteBuffer())
+        self.streams[streamID] = (inbound, ByteBuffer(), 0)
         var headers: HPACKHeaders = [
             ":method": "POST", ":scheme": "http", ":path": path, ":authority": self.authority,
             "content-type": "application/grpc", "te": "trailers",
@@ -174,6 +174,14 @@ final class GRPCStreamsHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             guard var stream = self.streams[frame.streamID] else { return }
             if case .byteBuffer(var bytes) = payload.data { stream.body.writeBuffer(&bytes) }
+            // The stream's window: swift-nio-http2 returns it only for its stream channels.
+            stream.unacknowledged += payload.data.readableBytes
+            if stream.unacknowledged >= 32768 && !payload.endStream {
+                let update = HTTP2Frame(
+                    streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: stream.unacknowledged))
+                context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
+                stream.unacknowledged = 0
+            }
             // Deframe whole messages.
             while stream.body.readableBytes >= 5,
                 let length = stream.body.getInteger(at: stream.body.readerIndex + 1, as: UInt32.self),

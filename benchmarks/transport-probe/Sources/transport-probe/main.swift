@@ -32,6 +32,7 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
         var body = ByteBuffer()
         var token: Int
         var timer: Scheduled<Void>?
+        var unacknowledged = 0
     }
     private var calls: [HTTP2StreamID: Call] = [:]
     /// The stream of each call, by the token its task holds (to cancel it).
@@ -88,8 +89,18 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
                 self.unacknowledgedBytes = 0
             }
-            if case .byteBuffer(var bytes) = payload.data {
-                self.calls[frame.streamID]?.body.writeBuffer(&bytes)
+            if case .byteBuffer(var bytes) = payload.data, self.calls[frame.streamID] != nil {
+                self.calls[frame.streamID]!.body.writeBuffer(&bytes)
+                // The stream's window too: swift-nio-http2 returns it only for its stream channels,
+                // so a response over 64 KiB stalls unless the handler does.
+                self.calls[frame.streamID]!.unacknowledged += payload.data.readableBytes
+                if self.calls[frame.streamID]!.unacknowledged >= 32768 && !payload.endStream {
+                    let increment = self.calls[frame.streamID]!.unacknowledged
+                    self.calls[frame.streamID]!.unacknowledged = 0
+                    let update = HTTP2Frame(
+                        streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: increment))
+                    context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
+                }
             }
             if payload.endStream { self.finish(frame.streamID, status: nil) }
         case .headers(let payload):
