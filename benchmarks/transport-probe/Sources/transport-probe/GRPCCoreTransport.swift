@@ -141,46 +141,26 @@ final class GRPCStreamsHandler: ChannelInboundHandler, @unchecked Sendable {
         let streamID = HTTP2StreamID(self.nextStreamID)
         self.nextStreamID += 2
         self.streams[streamID] = (inbound, ByteBuffer(), 0)
-        var headers: HPACKHeaders = [
-            ":method": "POST", ":scheme": "http", ":path": path, ":authority": self.authority,
-            "content-type": "application/grpc", "te": "trailers",
-        ]
+        var headers = Frames.requestHeaders(path: path, authority: self.authority)
         for (key, value) in metadata {
             if case .string(let string) = value { headers.add(name: key, value: string) }
         }
         var framed = context.channel.allocator.buffer(capacity: 5 + (messages.first?.count ?? 0))
-        for message in messages {
-            framed.writeInteger(UInt8(0))
-            framed.writeInteger(UInt32(message.count))
-            framed.writeBytes(message)
-        }
-        context.write(
-            self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: headers)))),
-            promise: nil)
-        let data = HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed), endStream: true)))
-        context.writeAndFlush(self.wrapOutboundOut(data), promise: nil)
+        for message in messages { framed.writeGRPCMessage(message) }
+        Frames.writeRequest(on: context, streamID: streamID, headers: headers, body: framed)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.payload {
         case .data(let payload):
-            self.unacknowledgedBytes += payload.data.readableBytes
-            if self.unacknowledgedBytes >= 32768 {
-                let update = HTTP2Frame(
-                    streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.unacknowledgedBytes))
-                context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
-                self.unacknowledgedBytes = 0
-            }
+            let received = payload.data.readableBytes
+            Frames.acknowledge(received, unacknowledged: &self.unacknowledgedBytes, streamID: .rootStream, on: context)
             guard var stream = self.streams[frame.streamID] else { return }
             if case .byteBuffer(var bytes) = payload.data { stream.body.writeBuffer(&bytes) }
-            // The stream's window: swift-nio-http2 returns it only for its stream channels.
-            stream.unacknowledged += payload.data.readableBytes
-            if stream.unacknowledged >= 32768 && !payload.endStream {
-                let update = HTTP2Frame(
-                    streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: stream.unacknowledged))
-                context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
-                stream.unacknowledged = 0
+            if !payload.endStream {
+                Frames.acknowledge(
+                    received, unacknowledged: &stream.unacknowledged, streamID: frame.streamID, on: context)
             }
             // Deframe whole messages.
             while stream.body.readableBytes >= 5,

@@ -37,8 +37,7 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
     private var calls: [HTTP2StreamID: Call] = [:]
     /// The stream of each call, by the token its task holds (to cancel it).
     private var streams: [Int: HTTP2StreamID] = [:]
-    /// Inbound DATA bytes not yet returned to the connection window. swift-nio-http2 returns the
-    /// connection window only for its stream channels, so without them the handler must.
+    /// Inbound DATA bytes not yet returned to the connection window (see `Frames.acknowledge`).
     private var unacknowledgedBytes = 0
     private let authority: String
 
@@ -56,10 +55,7 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         let streamID = HTTP2StreamID(self.nextStreamID)
         self.nextStreamID += 2
-        var headers: HPACKHeaders = [
-            ":method": "POST", ":scheme": "http", ":path": path, ":authority": self.authority,
-            "content-type": "application/grpc", "te": "trailers",
-        ]
+        var headers = Frames.requestHeaders(path: path, authority: self.authority)
         var timer: Scheduled<Void>?
         if let timeout {
             headers.add(name: "grpc-timeout", value: "\(timeout.nanoseconds / 1_000_000)m")
@@ -68,39 +64,23 @@ final class UnaryCallHandler: ChannelInboundHandler, @unchecked Sendable {
         self.calls[streamID] = Call(continuation: continuation, token: token, timer: timer)
         self.streams[token] = streamID
         var framed = context.channel.allocator.buffer(capacity: 5 + message.readableBytes)
-        framed.writeInteger(UInt8(0))  // not compressed
-        framed.writeInteger(UInt32(message.readableBytes))
-        framed.writeImmutableBuffer(message)
-        context.write(
-            self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: headers)))),
-            promise: nil)
-        let data = HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed), endStream: true)))
-        context.writeAndFlush(self.wrapOutboundOut(data), promise: nil)
+        framed.writeGRPCMessage(message.readableBytesView)
+        Frames.writeRequest(on: context, streamID: streamID, headers: headers, body: framed)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.payload {
         case .data(let payload):
-            self.unacknowledgedBytes += payload.data.readableBytes
-            if self.unacknowledgedBytes >= 32768 {
-                let update = HTTP2Frame(
-                    streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: self.unacknowledgedBytes))
-                context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
-                self.unacknowledgedBytes = 0
-            }
-            if case .byteBuffer(var bytes) = payload.data, self.calls[frame.streamID] != nil {
-                self.calls[frame.streamID]!.body.writeBuffer(&bytes)
-                // The stream's window too: swift-nio-http2 returns it only for its stream channels,
-                // so a response over 64 KiB stalls unless the handler does.
-                self.calls[frame.streamID]!.unacknowledged += payload.data.readableBytes
-                if self.calls[frame.streamID]!.unacknowledged >= 32768 && !payload.endStream {
-                    let increment = self.calls[frame.streamID]!.unacknowledged
-                    self.calls[frame.streamID]!.unacknowledged = 0
-                    let update = HTTP2Frame(
-                        streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: increment))
-                    context.writeAndFlush(self.wrapOutboundOut(update), promise: nil)
+            let received = payload.data.readableBytes
+            Frames.acknowledge(received, unacknowledged: &self.unacknowledgedBytes, streamID: .rootStream, on: context)
+            if case .byteBuffer(var bytes) = payload.data, var call = self.calls[frame.streamID] {
+                call.body.writeBuffer(&bytes)
+                if !payload.endStream {
+                    Frames.acknowledge(
+                        received, unacknowledged: &call.unacknowledged, streamID: frame.streamID, on: context)
                 }
+                self.calls[frame.streamID] = call
             }
             if payload.endStream { self.finish(frame.streamID, status: nil) }
         case .headers(let payload):
@@ -339,7 +319,7 @@ let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
 let seconds = Double((ContinuousClock.now - start) / .milliseconds(1)) / 1000
 let cpuAfter = cpuSeconds()
 grpc.beginGracefulShutdown()
-try await channel.close()
+try await channel.close().get()
 func milliseconds(_ quantile: Double) -> Double {
     Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * quantile))] / .microseconds(1)) / 1000
 }
