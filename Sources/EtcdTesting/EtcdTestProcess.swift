@@ -28,12 +28,14 @@ public final class EtcdTestProcess: Sendable {
         case null
         /// A file, read from its start.
         case file(String)
-        /// A pipe: write to it with ``writeInput(_:)``, and end it with ``closeInput()``.
+        /// A pipe: write to it with ``writeInput(_:)``, and end it with ``closeInput()``. The test
+        /// process then ignores SIGPIPE, so a write to a process that has exited throws instead of
+        /// ending the test run.
         case pipe
     }
 
     /// Where standard output or standard error goes.
-    public enum Output: Sendable, Equatable {
+    public enum Output: Sendable {
         /// `/dev/null`.
         case null
         /// A file, appended to; created when missing.
