@@ -148,6 +148,7 @@ public final class EtcdClient: Sendable {
         self.lessor.finishAll()
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
+            connection.unaryChannel.shutdown()
         }
     }
 
@@ -228,6 +229,7 @@ public final class EtcdClient: Sendable {
         }
         for connection in removed {
             connection.grpc.beginGracefulShutdown()
+            connection.unaryChannel.shutdown()
         }
         if !added.isEmpty || !removed.isEmpty {
             self.logger.debug("etcd endpoints changed", metadata: ["etcd_endpoints": "\(parsed)"])
@@ -499,7 +501,8 @@ extension EtcdClient {
             }
             guard connection.unhealthyUntil != nil else { continue }  // a call got through meanwhile
             do {
-                _ = try await connection.maintenance.status(.init(), metadata: metadata, options: options)
+                _ = try await connection.unary(
+                    Etcdserverpb_Maintenance.Method.Status.self, .init(), metadata: metadata, options: options)
                 connection.markHealthy()
                 self.logger.debug("etcd endpoint answers again", metadata: ["etcd_endpoint": "\(connection.endpoint)"])
             } catch {
@@ -557,7 +560,8 @@ extension EtcdClient {
         let response: Etcdserverpb_AuthenticateResponse
         do {
             response = try await self.call("Authenticate", retry: .idempotent) { connection, options, metadata in
-                try await connection.auth.authenticate(request, metadata: metadata, options: options)
+                try await connection.unary(
+                    Etcdserverpb_Auth.Method.Authenticate.self, request, metadata: metadata, options: options)
             }
         } catch let error as EtcdClientError where error.code == .authNotEnabled {
             // As Go's client does: credentials for a cluster without auth are not an error; calls
@@ -581,8 +585,8 @@ extension EtcdClient {
             try self.checkNotTooOld(version, connection)
             return version
         }
-        let status = try await connection.maintenance.status(
-            Etcdserverpb_StatusRequest(),
+        let status = try await connection.unary(
+            Etcdserverpb_Maintenance.Method.Status.self, Etcdserverpb_StatusRequest(),
             metadata: metadata,
             options: options
         )

@@ -24,7 +24,8 @@ public struct EtcdElectionService: Sendable {
         }
         let message = request
         let response = try await self.client.call("Campaign", retry: .idempotent) { connection, options, metadata in
-            try await connection.election.campaign(message, metadata: metadata, options: options)
+            try await connection.unary(
+                V3electionpb_Election.Method.Campaign.self, message, metadata: metadata, options: options)
         }
         return EtcdLeaderKey(response.leader)
     }
@@ -38,7 +39,8 @@ public struct EtcdElectionService: Sendable {
         request.value = value.etcdData
         let message = request
         _ = try await self.client.call("Proclaim", retry: .idempotent) { connection, options, metadata in
-            try await connection.election.proclaim(message, metadata: metadata, options: options)
+            try await connection.unary(
+                V3electionpb_Election.Method.Proclaim.self, message, metadata: metadata, options: options)
         }
     }
 
@@ -50,7 +52,8 @@ public struct EtcdElectionService: Sendable {
         request.name = name.etcdData
         let message = request
         let response = try await self.client.call("Leader", retry: .idempotent) { connection, options, metadata in
-            try await connection.election.leader(message, metadata: metadata, options: options)
+            try await connection.unary(
+                V3electionpb_Election.Method.Leader.self, message, metadata: metadata, options: options)
         }
         return EtcdKeyValue(response.kv)
     }
@@ -61,7 +64,8 @@ public struct EtcdElectionService: Sendable {
         request.leader = leader.proto
         let message = request
         _ = try await self.client.call("Resign", retry: .idempotent) { connection, options, metadata in
-            try await connection.election.resign(message, metadata: metadata, options: options)
+            try await connection.unary(
+                V3electionpb_Election.Method.Resign.self, message, metadata: metadata, options: options)
         }
     }
 

@@ -30,7 +30,7 @@ public struct EtcdLockService: Sendable {
         }
         let message = request
         let response = try await self.client.call("Lock", retry: .idempotent) { connection, options, metadata in
-            try await connection.lock.lock(message, metadata: metadata, options: options)
+            try await connection.unary(V3lockpb_Lock.Method.Lock.self, message, metadata: metadata, options: options)
         }
         return EtcdServerLock(header: EtcdResponseHeader(response.header), key: response.key)
     }
@@ -42,7 +42,7 @@ public struct EtcdLockService: Sendable {
         request.key = key.etcdData
         let message = request
         let response = try await self.client.call("Unlock", retry: .idempotent) { connection, options, metadata in
-            try await connection.lock.unlock(message, metadata: metadata, options: options)
+            try await connection.unary(V3lockpb_Lock.Method.Unlock.self, message, metadata: metadata, options: options)
         }
         return EtcdResponseHeader(response.header)
     }

@@ -10,7 +10,9 @@ extension EtcdClient {
     public func authStatus() async throws -> EtcdAuthStatusResponse {
         let response = try await self.call("AuthStatus", retry: .idempotent, minimumVersion: (.v3_5, "AuthStatus")) {
             connection, options, metadata in
-            try await connection.auth.authStatus(Etcdserverpb_AuthStatusRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.AuthStatus.self, Etcdserverpb_AuthStatusRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdAuthStatusResponse(
             header: EtcdResponseHeader(response.header), enabled: response.enabled, authRevision: response.authRevision)
@@ -22,7 +24,9 @@ extension EtcdClient {
     @discardableResult
     public func authEnable() async throws -> EtcdResponseHeader {
         let response = try await self.call("AuthEnable", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.authEnable(Etcdserverpb_AuthEnableRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.AuthEnable.self, Etcdserverpb_AuthEnableRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdResponseHeader(response.header)
     }
@@ -31,8 +35,9 @@ extension EtcdClient {
     @discardableResult
     public func authDisable() async throws -> EtcdResponseHeader {
         let response = try await self.call("AuthDisable", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.authDisable(
-                Etcdserverpb_AuthDisableRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.AuthDisable.self, Etcdserverpb_AuthDisableRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdResponseHeader(response.header)
     }
@@ -49,7 +54,9 @@ extension EtcdClient {
         request.name = name
         if let password { request.password = password } else { request.options.noPassword = true }
         return try await self.authMutation("UserAdd") { connection, options, metadata in
-            try await connection.auth.userAdd(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserAdd.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -61,7 +68,9 @@ extension EtcdClient {
         var request = Etcdserverpb_AuthUserDeleteRequest()
         request.name = name
         return try await self.authMutation("UserDelete") { connection, options, metadata in
-            try await connection.auth.userDelete(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserDelete.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -72,7 +81,9 @@ extension EtcdClient {
         request.name = name
         request.password = password
         return try await self.authMutation("UserChangePassword") { connection, options, metadata in
-            try await connection.auth.userChangePassword(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserChangePassword.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -85,7 +96,9 @@ extension EtcdClient {
         request.user = user
         request.role = role
         return try await self.authMutation("UserGrantRole") { connection, options, metadata in
-            try await connection.auth.userGrantRole(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserGrantRole.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -98,7 +111,9 @@ extension EtcdClient {
         request.name = user
         request.role = role
         return try await self.authMutation("UserRevokeRole") { connection, options, metadata in
-            try await connection.auth.userRevokeRole(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserRevokeRole.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -109,7 +124,8 @@ extension EtcdClient {
         var request = Etcdserverpb_AuthUserGetRequest()
         request.name = name
         let response = try await self.call("UserGet", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.userGet(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserGet.self, request, metadata: metadata, options: options)
         }
         return EtcdUserGetResponse(header: EtcdResponseHeader(response.header), roles: response.roles)
     }
@@ -117,7 +133,9 @@ extension EtcdClient {
     /// Every user's name.
     public func userList() async throws -> EtcdUserListResponse {
         let response = try await self.call("UserList", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.userList(Etcdserverpb_AuthUserListRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.UserList.self, Etcdserverpb_AuthUserListRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdUserListResponse(header: EtcdResponseHeader(response.header), users: response.users)
     }
@@ -132,7 +150,9 @@ extension EtcdClient {
         var request = Etcdserverpb_AuthRoleAddRequest()
         request.name = name
         return try await self.authMutation("RoleAdd") { connection, options, metadata in
-            try await connection.auth.roleAdd(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleAdd.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -144,7 +164,9 @@ extension EtcdClient {
         var request = Etcdserverpb_AuthRoleDeleteRequest()
         request.role = name
         return try await self.authMutation("RoleDelete") { connection, options, metadata in
-            try await connection.auth.roleDelete(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleDelete.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -155,7 +177,8 @@ extension EtcdClient {
         var request = Etcdserverpb_AuthRoleGetRequest()
         request.role = name
         let response = try await self.call("RoleGet", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.roleGet(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleGet.self, request, metadata: metadata, options: options)
         }
         return EtcdRoleGetResponse(
             header: EtcdResponseHeader(response.header), permissions: response.perm.map(EtcdPermission.init))
@@ -164,7 +187,9 @@ extension EtcdClient {
     /// Every role's name.
     public func roleList() async throws -> EtcdRoleListResponse {
         let response = try await self.call("RoleList", retry: .idempotent) { connection, options, metadata in
-            try await connection.auth.roleList(Etcdserverpb_AuthRoleListRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleList.self, Etcdserverpb_AuthRoleListRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdRoleListResponse(header: EtcdResponseHeader(response.header), roles: response.roles)
     }
@@ -183,7 +208,9 @@ extension EtcdClient {
         request.name = role
         request.perm = permission.proto
         return try await self.authMutation("RoleGrantPermission") { connection, options, metadata in
-            try await connection.auth.roleGrantPermission(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleGrantPermission.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 
@@ -201,7 +228,9 @@ extension EtcdClient {
         request.key = key.etcdData
         request.rangeEnd = rangeEnd.etcdData
         return try await self.authMutation("RoleRevokePermission") { connection, options, metadata in
-            try await connection.auth.roleRevokePermission(request, metadata: metadata, options: options).header
+            try await connection.unary(
+                Etcdserverpb_Auth.Method.RoleRevokePermission.self, request, metadata: metadata, options: options
+            ).header
         }
     }
 

@@ -14,7 +14,8 @@ extension EtcdClient {
             "MemberList", retry: .idempotent,
             minimumVersion: linearizable ? (.v3_5, "a linearizable member list") : nil
         ) { connection, options, metadata in
-            try await connection.cluster.memberList(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Cluster.Method.MemberList.self, request, metadata: metadata, options: options)
         }
         return EtcdMemberListResponse(header: response.header, members: response.members)
     }
@@ -31,7 +32,8 @@ extension EtcdClient {
         request.peerUrls = peerURLs
         request.isLearner = isLearner
         let response = try await self.call("MemberAdd", retry: .mutation) { connection, options, metadata in
-            try await connection.cluster.memberAdd(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Cluster.Method.MemberAdd.self, request, metadata: metadata, options: options)
         }
         return EtcdMemberListResponse(header: response.header, members: response.members, added: response.member)
     }
@@ -44,7 +46,8 @@ extension EtcdClient {
         var request = Etcdserverpb_MemberRemoveRequest()
         request.id = id
         let response = try await self.call("MemberRemove", retry: .mutation) { connection, options, metadata in
-            try await connection.cluster.memberRemove(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Cluster.Method.MemberRemove.self, request, metadata: metadata, options: options)
         }
         return EtcdMemberListResponse(header: response.header, members: response.members)
     }
@@ -58,7 +61,8 @@ extension EtcdClient {
         request.id = id
         request.peerUrls = peerURLs
         let response = try await self.call("MemberUpdate", retry: .idempotent) { connection, options, metadata in
-            try await connection.cluster.memberUpdate(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Cluster.Method.MemberUpdate.self, request, metadata: metadata, options: options)
         }
         return EtcdMemberListResponse(header: response.header, members: response.members)
     }
@@ -71,7 +75,8 @@ extension EtcdClient {
         var request = Etcdserverpb_MemberPromoteRequest()
         request.id = id
         let response = try await self.call("MemberPromote", retry: .mutation) { connection, options, metadata in
-            try await connection.cluster.memberPromote(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Cluster.Method.MemberPromote.self, request, metadata: metadata, options: options)
         }
         return EtcdMemberListResponse(header: response.header, members: response.members)
     }

@@ -5,11 +5,17 @@ import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import SwiftProtobuf
 import Synchronization
 
-/// The connection to one etcd member: a gRPC client, the service stubs, and what we know of the member.
+/// The connection to one etcd member: unary calls on a ``UnaryChannel``, streams through a gRPC
+/// client and its service stubs, and what we know of the member.
 package final class EndpointConnection: Sendable {
     let endpoint: EtcdEndpoint
+    /// Unary calls (see ``unary(_:_:metadata:options:)``).
+    let unaryChannel: UnaryChannel
+    private let observer: CallObserver?
     let grpc: GRPCClient<TrackingTransport>
     let kv: Etcdserverpb_KV.Client<TrackingTransport>
     let maintenance: Etcdserverpb_Maintenance.Client<TrackingTransport>
@@ -72,6 +78,10 @@ package final class EndpointConnection: Sendable {
         } else {
             security = .plaintext
         }
+        // One keepalive state for both connections, so a "too many pings" back-off applies to both.
+        let keepAlive = configuration.keepAlive.map {
+            PingAnsweringHandler.KeepAlive(time: .init($0.time), timeout: .init($0.timeout))
+        }
         let transportConfig = HTTP2ClientTransport.Posix.Config.defaults { config in
             // Keepalive PINGs are sent by PingAnsweringHandler (see there why not by grpc-swift).
             config.connection.keepalive = nil
@@ -86,9 +96,6 @@ package final class EndpointConnection: Sendable {
                 multiplier: 1.6,
                 jitter: 0.2
             )
-            let keepAlive = configuration.keepAlive.map {
-                PingAnsweringHandler.KeepAlive(time: .init($0.time), timeout: .init($0.timeout))
-            }
             let handshakeTimeout = TimeAmount(configuration.dialTimeout)
             config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
                 PingAnsweringHandler.install(on: channel, keepAlive: keepAlive, handshakeTimeout: handshakeTimeout)
@@ -105,14 +112,20 @@ package final class EndpointConnection: Sendable {
                 eventLoopGroup: eventLoop
             )
             let observability = configuration.observability
-            let interceptors: [any ClientInterceptor] =
+            self.observer =
                 observability.isEnabled
-                ? [
-                    ObservabilityInterceptor(
-                        metrics: metrics, tracer: observability.tracer,
-                        logger: observability.logRequests ? logger : nil, endpoint: endpoint.description)
-                ] : []
+                ? CallObserver(
+                    metrics: metrics, tracer: observability.tracer,
+                    logger: observability.logRequests ? logger : nil, endpoint: endpoint.description) : nil
+            let interceptors: [any ClientInterceptor] =
+                self.observer.map { [ObservabilityInterceptor(observer: $0)] } ?? []
             self.grpc = GRPCClient(transport: TrackingTransport(base: transport), interceptors: interceptors)
+            self.unaryChannel = UnaryChannel(
+                eventLoop: eventLoop,
+                settings: try Self.unarySettings(
+                    endpoint: endpoint, configuration: configuration, keepAlive: keepAlive),
+                endpoint: endpoint.description
+            )
         } catch {
             throw EtcdClientError(
                 code: .invalidConfiguration,
@@ -129,6 +142,109 @@ package final class EndpointConnection: Sendable {
         self.cluster = .init(wrapping: self.grpc)
         self.lock = .init(wrapping: self.grpc)
         self.election = .init(wrapping: self.grpc)
+    }
+
+    /// Sends one unary call on the endpoint's ``UnaryChannel``, observed as configured.
+    ///
+    /// `options` gives the timeout and the receive limit; the current call's
+    /// `TrackingTransport.streamOpened` flag is set once the request is written.
+    /// - Throws: `RPCError` or `CancellationError`, as a grpc-swift call would.
+    package func unary<Method: EtcdUnaryMethod>(
+        _ method: Method.Type,
+        _ request: Method.Input,
+        metadata: Metadata,
+        options: CallOptions
+    ) async throws -> Method.Output {
+        var metadata = metadata
+        let finish = self.observer?.begin(Method.descriptor, metadata: &metadata)
+        do {
+            let message: [UInt8]
+            do {
+                message = try request.serializedBytes()
+            } catch {
+                throw RPCError(
+                    code: .internalError, message: "cannot encode the \(Method.descriptor.method) request: \(error)",
+                    cause: error)
+            }
+            let response = try await self.unaryChannel.call(
+                path: Method.path,
+                message: message,
+                metadata: metadata,
+                timeout: options.timeout,
+                maxResponseBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
+                streamOpened: TrackingTransport.streamOpened
+            )
+            var output = Method.Output()
+            do {
+                try output.merge(serializedBytes: response.readableBytesSpan)
+            } catch {
+                throw RPCError(
+                    code: .internalError,
+                    message: "cannot decode the \(Method.descriptor.method) response of \(self.endpoint): \(error)",
+                    cause: error)
+            }
+            finish?.finish(nil)
+            return output
+        } catch {
+            finish?.finish(error)
+            throw error
+        }
+    }
+
+    /// Where and how ``unaryChannel`` connects: the same host, TLS settings, authority and
+    /// keepalive as the gRPC transport.
+    private static func unarySettings(
+        endpoint: EtcdEndpoint,
+        configuration: EtcdClient.Configuration,
+        keepAlive: PingAnsweringHandler.KeepAlive?
+    ) throws -> UnaryChannel.Settings {
+        let host: String
+        var serverHostname: String?
+        switch endpoint.host {
+        case .ipv4(let address), .ipv6(let address): host = address
+        case .dns(let name):
+            host = name
+            serverHostname = name
+        }
+        var authority = "\(endpoint.hostString):\(endpoint.port)"
+        var sslContext: NIOSSLContext?
+        if endpoint.useTLS {
+            let tls = configuration.tls ?? .init()
+            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+            if let ca = tls.trustedCAFile {
+                tlsConfiguration.trustRoots = .file(ca)
+            }
+            if let cert = tls.certificateFile, let key = tls.keyFile {
+                tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+            tlsConfiguration.certificateVerification = tls.insecureSkipVerify ? .none : .fullVerification
+            tlsConfiguration.applicationProtocols = ["grpc-exp", "h2"]
+            sslContext = try NIOSSLContext(configuration: tlsConfiguration)
+            if let serverName = tls.serverName {
+                authority = serverName
+                serverHostname = Self.withoutPort(serverName)
+            }
+        }
+        return UnaryChannel.Settings(
+            host: host,
+            port: endpoint.port,
+            authority: authority,
+            sslContext: sslContext,
+            serverHostname: serverHostname,
+            dialTimeout: TimeAmount(configuration.dialTimeout),
+            keepAlive: keepAlive,
+            initialBackoff: configuration.retry.initialBackoff,
+            maxBackoff: configuration.retry.maxBackoff
+        )
+    }
+
+    /// A TLS server name without a trailing `:port` (as grpc-swift strips it for SNI).
+    private static func withoutPort(_ name: String) -> String {
+        guard let colon = name.lastIndex(of: ":"), !name[name.index(after: colon)...].isEmpty,
+            name[name.index(after: colon)...].allSatisfy(\.isNumber)
+        else { return name }
+        return String(name[..<colon])
     }
 
     /// Whether the endpoint may be used: it has not failed, or a probe has answered since it did.

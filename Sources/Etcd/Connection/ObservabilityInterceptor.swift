@@ -40,43 +40,47 @@ final class EtcdClientMetrics: Sendable {
 /// Request IDs for log lines, unique in the process.
 private let requestIDs = Atomic<Int>(0)
 
-/// Records metrics, a trace span and a log line for every RPC, streams included (which end when
-/// their last response is read or the reader goes away). Installed only when configured.
-struct ObservabilityInterceptor: ClientInterceptor {
+/// Starts the metrics, trace span and log line of one RPC, for both call paths: grpc-swift's (the
+/// interceptor below, streams included) and ``UnaryChannel``'s.
+struct CallObserver: Sendable {
     let metrics: EtcdClientMetrics?
     let tracer: (any Tracer)?
     let logger: Logger?
     let endpoint: String
 
-    init(metrics: EtcdClientMetrics?, tracer: (any Tracer)?, logger: Logger?, endpoint: String) {
-        self.metrics = metrics
-        self.tracer = tracer
-        self.logger = logger
-        self.endpoint = endpoint
+    /// Starts a span (its context injected into `metadata`) and logs the request; the returned
+    /// ``CallFinish`` records the end.
+    func begin(_ descriptor: MethodDescriptor, metadata: inout Metadata) -> CallFinish {
+        let method = descriptor.fullyQualifiedMethod
+        var span: (any Span)?
+        if let tracer {
+            let started = tracer.startSpan(method, context: ServiceContext.current ?? .topLevel, ofKind: .client)
+            started.attributes["rpc.system"] = "grpc"
+            started.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+            started.attributes["rpc.method"] = descriptor.method
+            started.attributes["server.address"] = self.endpoint
+            tracer.inject(started.context, into: &metadata, using: MetadataInjector())
+            span = started
+        }
+        var logger = self.logger
+        logger?[metadataKey: "etcd_request_id"] = "\(requestIDs.wrappingAdd(1, ordering: .relaxed).newValue)"
+        logger?.trace("etcd request", metadata: ["etcd_method": "\(method)", "etcd_endpoint": "\(self.endpoint)"])
+        return CallFinish(method: method, endpoint: self.endpoint, metrics: self.metrics, span: span, logger: logger)
     }
+}
+
+/// Records metrics, a trace span and a log line for every RPC, streams included (which end when
+/// their last response is read or the reader goes away). Installed only when configured.
+struct ObservabilityInterceptor: ClientInterceptor {
+    let observer: CallObserver
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>,
         context: ClientContext,
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
-        let method = context.descriptor.fullyQualifiedMethod
         var request = request
-        var span: (any Span)?
-        if let tracer {
-            let started = tracer.startSpan(method, context: ServiceContext.current ?? .topLevel, ofKind: .client)
-            started.attributes["rpc.system"] = "grpc"
-            started.attributes["rpc.service"] = context.descriptor.service.fullyQualifiedService
-            started.attributes["rpc.method"] = context.descriptor.method
-            started.attributes["server.address"] = self.endpoint
-            tracer.inject(started.context, into: &request.metadata, using: MetadataInjector())
-            span = started
-        }
-        var logger = self.logger
-        logger?[metadataKey: "etcd_request_id"] = "\(requestIDs.wrappingAdd(1, ordering: .relaxed).newValue)"
-        logger?.trace("etcd request", metadata: ["etcd_method": "\(method)", "etcd_endpoint": "\(self.endpoint)"])
-        let finish = CallFinish(
-            method: method, endpoint: self.endpoint, metrics: self.metrics, span: span, logger: logger)
+        let finish = self.observer.begin(context.descriptor, metadata: &request.metadata)
         do {
             var response = try await next(request, context)
             switch response.accepted {
@@ -97,7 +101,7 @@ struct ObservabilityInterceptor: ClientInterceptor {
 
 /// Reports the end of one RPC once: with its status when the response stream ends or fails, or as
 /// cancelled when its reader lets go of it first.
-private final class CallFinish: Sendable {
+final class CallFinish: Sendable {
     let method: String
     let endpoint: String
     let metrics: EtcdClientMetrics?

@@ -27,7 +27,7 @@ extension EtcdClient {
 
     func range(_ request: Etcdserverpb_RangeRequest) async throws -> Etcdserverpb_RangeResponse {
         try await self.call("Range", retry: .idempotent) { connection, options, metadata in
-            try await connection.kv.range(request, metadata: metadata, options: options)
+            try await connection.unary(Etcdserverpb_KV.Method.Range.self, request, metadata: metadata, options: options)
         }
     }
 
@@ -73,7 +73,7 @@ extension EtcdClient {
     func put(_ request: Etcdserverpb_PutRequest) async throws -> EtcdPutResponse {
         try self.checkSendSize(request, estimate: request.key.count + request.value.count, method: "Put")
         let response = try await self.call("Put", retry: .mutation) { connection, options, metadata in
-            try await connection.kv.put(request, metadata: metadata, options: options)
+            try await connection.unary(Etcdserverpb_KV.Method.Put.self, request, metadata: metadata, options: options)
         }
         return EtcdPutResponse(response)
     }
@@ -88,7 +88,8 @@ extension EtcdClient {
 
     func delete(_ request: Etcdserverpb_DeleteRangeRequest) async throws -> EtcdDeleteResponse {
         let response = try await self.call("DeleteRange", retry: .mutation) { connection, options, metadata in
-            try await connection.kv.deleteRange(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_KV.Method.DeleteRange.self, request, metadata: metadata, options: options)
         }
         return EtcdDeleteResponse(response)
     }
@@ -102,7 +103,8 @@ extension EtcdClient {
     public func compact(_ revision: Int64, physical: Bool = false) async throws -> EtcdCompactResponse {
         let request = try EtcdRequests.compaction(revision: revision, physical: physical)
         let response = try await self.call("Compact", retry: .idempotent) { connection, options, metadata in
-            try await connection.kv.compact(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_KV.Method.Compact.self, request, metadata: metadata, options: options)
         }
         return EtcdCompactResponse(response)
     }
@@ -151,7 +153,7 @@ extension EtcdClient {
         try self.checkSendSize(request, estimate: estimate, method: "Txn")
         let response = try await self.call("Txn", retry: readOnly ? .idempotent : .mutation) {
             connection, options, metadata in
-            try await connection.kv.txn(request, metadata: metadata, options: options)
+            try await connection.unary(Etcdserverpb_KV.Method.Txn.self, request, metadata: metadata, options: options)
         }
         return EtcdTxnResponse(response)
     }

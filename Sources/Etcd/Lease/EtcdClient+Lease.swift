@@ -18,7 +18,8 @@ extension EtcdClient {
     public func grant(ttl: Int64, id: Int64 = 0) async throws -> EtcdLeaseGrantResponse {
         let request = try EtcdRequests.leaseGrant(ttl: ttl, id: id)
         let response = try await self.call("LeaseGrant", retry: .mutation) { connection, options, metadata in
-            try await connection.lease.leaseGrant(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Lease.Method.LeaseGrant.self, request, metadata: metadata, options: options)
         }
         return EtcdLeaseGrantResponse(response)
     }
@@ -35,7 +36,8 @@ extension EtcdClient {
         request.id = id
         // Not retried once sent: a second attempt would report leaseNotFound for a lease the first revoked.
         let response = try await self.call("LeaseRevoke", retry: .mutation) { connection, options, metadata in
-            try await connection.lease.leaseRevoke(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Lease.Method.LeaseRevoke.self, request, metadata: metadata, options: options)
         }
         self.lessor.end(
             id,
@@ -56,7 +58,8 @@ extension EtcdClient {
         request.id = id
         request.keys = attachedKeys
         let response = try await self.call("LeaseTimeToLive", retry: .idempotent) { connection, options, metadata in
-            try await connection.lease.leaseTimeToLive(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Lease.Method.LeaseTimeToLive.self, request, metadata: metadata, options: options)
         }
         if response.ttl < 0 {
             throw EtcdClientError(
@@ -72,8 +75,9 @@ extension EtcdClient {
     public func leases() async throws -> EtcdLeaseLeasesResponse {
         let response = try await self.call("LeaseLeases", retry: .idempotent, minimumVersion: (.v3_3, "LeaseLeases")) {
             connection, options, metadata in
-            try await connection.lease.leaseLeases(
-                Etcdserverpb_LeaseLeasesRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Lease.Method.LeaseLeases.self, Etcdserverpb_LeaseLeasesRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdLeaseLeasesResponse(response)
     }

@@ -12,7 +12,9 @@ extension EtcdClient {
         let connection = try self.connection(for: endpoint)
         let response = try await self.call("Status", retry: .idempotent, pinned: connection) {
             connection, options, metadata in
-            try await connection.maintenance.status(Etcdserverpb_StatusRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.Status.self, Etcdserverpb_StatusRequest(), metadata: metadata,
+                options: options)
         }
         if let version = EtcdServerVersion(response.version) { connection.setServerVersion(version) }
         return EtcdStatusResponse(response)
@@ -40,7 +42,8 @@ extension EtcdClient {
         request.version = version
         let response = try await self.call("Downgrade", retry: .mutation, minimumVersion: (.v3_5, "Downgrade")) {
             connection, options, metadata in
-            try await connection.maintenance.downgrade(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.Downgrade.self, request, metadata: metadata, options: options)
         }
         return response.version
     }
@@ -51,7 +54,8 @@ extension EtcdClient {
         request.action = .get
         request.alarm = .none
         let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
-            try await connection.maintenance.alarm(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.Alarm.self, request, metadata: metadata, options: options)
         }
         return EtcdAlarmResponse(
             header: EtcdResponseHeader(response.header), alarms: response.alarms.map(EtcdAlarm.init))
@@ -66,7 +70,8 @@ extension EtcdClient {
         request.memberID = alarm.memberID
         request.alarm = alarm.type.proto
         let response = try await self.call("Alarm", retry: .idempotent) { connection, options, metadata in
-            try await connection.maintenance.alarm(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.Alarm.self, request, metadata: metadata, options: options)
         }
         return EtcdAlarmResponse(
             header: EtcdResponseHeader(response.header), alarms: response.alarms.map(EtcdAlarm.init))
@@ -80,8 +85,9 @@ extension EtcdClient {
         let connection = try self.connection(for: endpoint)
         let response = try await self.call("Defragment", retry: .idempotent, pinned: connection) {
             connection, options, metadata in
-            try await connection.maintenance.defragment(
-                Etcdserverpb_DefragmentRequest(), metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.Defragment.self, Etcdserverpb_DefragmentRequest(), metadata: metadata,
+                options: options)
         }
         return EtcdResponseHeader(response.header)
     }
@@ -96,7 +102,8 @@ extension EtcdClient {
         request.revision = revision
         let response = try await self.call("HashKV", retry: .idempotent, pinned: connection) {
             connection, options, metadata in
-            try await connection.maintenance.hashKV(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.HashKV.self, request, metadata: metadata, options: options)
         }
         return EtcdHashKVResponse(
             header: EtcdResponseHeader(response.header),
@@ -132,7 +139,8 @@ extension EtcdClient {
         }
         let response = try await self.call("MoveLeader", retry: .mutation, pinned: leaderConnection) {
             connection, options, metadata in
-            try await connection.maintenance.moveLeader(request, metadata: metadata, options: options)
+            try await connection.unary(
+                Etcdserverpb_Maintenance.Method.MoveLeader.self, request, metadata: metadata, options: options)
         }
         return EtcdResponseHeader(response.header)
     }

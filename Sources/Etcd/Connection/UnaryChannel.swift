@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+
+/// Unary RPCs to one endpoint, sent as HTTP/2 frames on a connection of the channel's own.
+///
+/// Streams (watch, lease keepalive, snapshot) stay on grpc-swift; this path exists for CPU. Measured
+/// on etcd 3.4 with `benchmarks/transport-probe` (`benchmarks/TRANSPORT-PROBE.md`), a unary call
+/// through grpc-swift-nio-transport and GRPCCore cost 150-180 µs of client CPU at 16 concurrent
+/// callers, where the same call written as frames on one HTTP/2 channel cost 50-65 µs, as much as
+/// etcd's Go client. The difference is per-call machinery (a child channel, an async channel, a
+/// producer sequence and an executor task group per call); here a call is one object, one
+/// continuation and an entry in a dictionary, and its frames are written on the connection's loop.
+///
+/// What the channel keeps of a gRPC client: a connection is made on demand, bounded by the dial
+/// timeout, with TLS when the endpoint asks for it, and `PingAnsweringHandler` for etcd's PINGs,
+/// keepalive and a server that never answers; a failed connection attempt fails the waiting calls
+/// with `unavailable` and new calls fail fast until the back-off has passed; a GOAWAY lets the
+/// calls in flight finish while new ones go to a new connection; deadlines travel as
+/// `grpc-timeout` and end the call locally with `deadlineExceeded`; task cancellation resets the
+/// stream and throws `CancellationError`. Errors are `RPCError`s with the codes and messages
+/// grpc-swift uses, so `EtcdClientError.from` maps them the same way.
+///
+/// Every piece of state is touched only on `eventLoop`.
+final class UnaryChannel: @unchecked Sendable {
+    /// How to reach the endpoint.
+    struct Settings: Sendable {
+        var host: String
+        var port: Int
+        /// `:authority`, and (without its port) the TLS server name.
+        var authority: String
+        var sslContext: NIOSSLContext?
+        var serverHostname: String?
+        var dialTimeout: TimeAmount
+        var keepAlive: PingAnsweringHandler.KeepAlive?
+        var initialBackoff: Duration
+        var maxBackoff: Duration
+    }
+
+    let eventLoop: any EventLoop
+    let settings: Settings
+    /// The endpoint, for messages.
+    let endpoint: String
+
+    private enum State {
+        case idle
+        case connecting(UnaryConnectionHandler, [UnaryCall])
+        case ready(UnaryConnectionHandler)
+        /// The last attempt failed; calls fail with its error until the back-off has passed.
+        case backingOff(RPCError, until: NIODeadline)
+        case shutDown
+    }
+    private var state = State.idle
+    private var failedAttempts = 0
+
+    init(eventLoop: any EventLoop, settings: Settings, endpoint: String) {
+        self.eventLoop = eventLoop
+        self.settings = settings
+        self.endpoint = endpoint
+    }
+
+    /// Sends one request (a serialized message) on `path` and returns the serialized response.
+    ///
+    /// - Throws: `RPCError` (the server's status, or unavailable / deadlineExceeded /
+    ///   resourceExhausted from the client), or `CancellationError` when the task is cancelled.
+    func call(
+        path: String,
+        message: [UInt8],
+        metadata: Metadata,
+        timeout: Duration?,
+        maxResponseBytes: Int,
+        streamOpened: AtomicFlag?
+    ) async throws -> ByteBuffer {
+        try Task.checkCancellation()
+        let call = UnaryCall(
+            headers: self.headers(path: path, metadata: metadata, timeout: timeout),
+            message: message,
+            deadline: timeout.map { .now() + TimeAmount($0) },
+            maxResponseBytes: maxResponseBytes,
+            streamOpened: streamOpened
+        )
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if self.eventLoop.inEventLoop {
+                    self.start(call, continuation)
+                } else {
+                    self.eventLoop.execute { self.start(call, continuation) }
+                }
+            }
+        } onCancel: {
+            self.eventLoop.execute { call.end(CancellationError(), reset: true) }
+        }
+    }
+
+    /// Refuses new calls and closes the connection once its calls have ended.
+    func shutdown() {
+        self.eventLoop.execute {
+            let state = self.state
+            self.state = .shutDown
+            switch state {
+            case .connecting(let handler, let calls):
+                for call in calls { call.end(Self.shutDownError, reset: false) }
+                handler.drain()
+            case .ready(let handler):
+                handler.drain()
+            case .idle, .backingOff, .shutDown:
+                break
+            }
+        }
+    }
+
+    private static let shutDownError = RPCError(code: .unavailable, message: "the client is shut down")
+
+    private func headers(path: String, metadata: Metadata, timeout: Duration?) -> HPACKHeaders {
+        var headers: HPACKHeaders = [
+            ":method": "POST", ":scheme": self.settings.sslContext == nil ? "http" : "https", ":path": path,
+            ":authority": self.settings.authority, "content-type": "application/grpc", "te": "trailers",
+            "user-agent": "swift-etcd",
+        ]
+        if let timeout {
+            headers.add(name: "grpc-timeout", value: Self.grpcTimeout(timeout))
+        }
+        for (key, value) in metadata {
+            switch value {
+            case .string(let text): headers.add(name: key, value: text)
+            case .binary(let bytes): headers.add(name: key, value: Data(bytes).base64EncodedString())
+            }
+        }
+        return headers
+    }
+
+    /// A `grpc-timeout` value: at most 8 digits, in the finest unit that fits, rounded up; at least 1n.
+    static func grpcTimeout(_ timeout: Duration) -> String {
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds =
+            seconds >= 9_000_000_000 ? Int64.max : max(seconds * 1_000_000_000 + attoseconds / 1_000_000_000, 1)
+        let units: [(String, Int64)] = [
+            ("n", 1), ("u", 1000), ("m", 1_000_000), ("S", 1_000_000_000), ("M", 60_000_000_000),
+            ("H", 3_600_000_000_000),
+        ]
+        for (unit, size) in units {
+            let amount = nanoseconds / size + (nanoseconds % size == 0 ? 0 : 1)
+            if amount < 100_000_000 { return "\(amount)\(unit)" }
+        }
+        return "99999999H"
+    }
+
+    // MARK: On the event loop
+
+    private func start(_ call: UnaryCall, _ continuation: CheckedContinuation<ByteBuffer, any Error>) {
+        guard call.begin(continuation, on: self.eventLoop) else { return }
+        switch self.state {
+        case .ready(let handler):
+            handler.open(call)
+        case .connecting(let handler, var calls):
+            calls.append(call)
+            self.state = .connecting(handler, calls)
+        case .idle:
+            self.connect(with: call)
+        case .backingOff(let error, let until):
+            if NIODeadline.now() < until {
+                call.end(error, reset: false)
+            } else {
+                self.connect(with: call)
+            }
+        case .shutDown:
+            call.end(Self.shutDownError, reset: false)
+        }
+    }
+
+    private func connect(with call: UnaryCall) {
+        let settings = self.settings
+        let handler = UnaryConnectionHandler(owner: self)
+        self.state = .connecting(handler, [call])
+        ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(settings.dialTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let context = settings.sslContext {
+                        try pipeline.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: settings.serverHostname))
+                    }
+                    var configuration = NIOHTTP2Handler.ConnectionConfiguration()
+                    configuration.initialSettings = [
+                        HTTP2Setting(parameter: .enablePush, value: 0),
+                        HTTP2Setting(parameter: .initialWindowSize, value: UnaryConnectionHandler.targetWindow),
+                        HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
+                        HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+                    ]
+                    let http2 = NIOHTTP2Handler(
+                        mode: .client, connectionConfiguration: configuration, streamConfiguration: .init())
+                    try pipeline.addHandler(http2)
+                    try pipeline.addHandler(
+                        PingAnsweringHandler(keepAlive: settings.keepAlive, handshakeTimeout: settings.dialTimeout),
+                        position: .before(http2)
+                    )
+                    try pipeline.addHandler(handler)
+                }
+            }
+            .connect(host: settings.host, port: settings.port)
+            .whenFailure { error in
+                self.connectionFailed(handler, error: error)
+            }
+    }
+
+    /// The server's SETTINGS arrived: the connection takes calls.
+    func connectionReady(_ handler: UnaryConnectionHandler) {
+        switch self.state {
+        case .connecting(let connecting, let calls) where connecting === handler:
+            self.state = .ready(handler)
+            self.failedAttempts = 0
+            for call in calls { handler.open(call) }
+        case .shutDown:
+            handler.drain()
+        default:
+            break
+        }
+    }
+
+    /// The connection takes no new calls (GOAWAY, or its stream IDs ran out): the next call connects anew.
+    func connectionDraining(_ handler: UnaryConnectionHandler) {
+        if case .ready(let ready) = self.state, ready === handler { self.state = .idle }
+    }
+
+    /// The connection closed; if it never became ready, the attempt failed.
+    func connectionClosed(_ handler: UnaryConnectionHandler, error: RPCError) {
+        switch self.state {
+        case .connecting(let connecting, _) where connecting === handler:
+            self.connectionFailed(handler, error: error)
+        case .ready(let ready) where ready === handler:
+            self.state = .idle
+        default:
+            break
+        }
+    }
+
+    private func connectionFailed(_ handler: UnaryConnectionHandler, error: any Error) {
+        guard case .connecting(let connecting, let calls) = self.state, connecting === handler else { return }
+        let rpcError =
+            error as? RPCError
+            ?? RPCError(code: .unavailable, message: "could not connect to \(self.endpoint): \(error)", cause: error)
+        self.failedAttempts += 1
+        let backoff = min(
+            self.settings.initialBackoff * pow(1.6, Double(min(self.failedAttempts - 1, 32))), self.settings.maxBackoff)
+        self.state = .backingOff(rpcError, until: .now() + TimeAmount(backoff))
+        for call in calls { call.end(rpcError, reset: false) }
+    }
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+import Etcd
+import EtcdConcurrency
+import EtcdTesting
+import Testing
+
+/// Unary calls travel as frames on a connection of their own (UnaryChannel): what a gRPC client
+/// does for them, checked against etcd.
+@Suite("Unary calls", .timeLimit(.minutes(2)))
+struct UnaryCallTests {
+    @Test("cancelling a call the server holds resets its stream: the server withdraws it, the connection serves on")
+    func cancelHeldCall() async throws {
+        try await withEtcd { _, client in
+            let service = EtcdLockService(client: client)
+            try await client.withLease(ttl: 30) { first in
+                try await client.withLease(ttl: 30) { second in
+                    let held = try await service.lock("held", lease: first.id)
+                    let waiterKey = "held/" + String(second.id, radix: 16)
+                    let from = try await client.get("held/", options: .prefix).header.revision + 1
+                    let waiting = Task { try await service.lock("held", lease: second.id) }
+                    // The server queues the waiter (its key appears); cancelling the call must make the
+                    // server withdraw it (the key goes), which it does only when the stream is reset.
+                    try await within(.seconds(10), "the waiter's key to appear and go") {
+                        try await client.watch("held/", options: [.prefix, .revision(from)]) { responses in
+                            var queued = false
+                            for try await response in responses {
+                                for event in response.events where event.kv.keyString == waiterKey {
+                                    if event.type == .put {
+                                        queued = true
+                                        waiting.cancel()
+                                    } else if queued {
+                                        return
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    await #expect(throws: CancellationError.self) {
+                        _ = try await within(.seconds(5), "the cancelled call") { try await waiting.value }
+                    }
+                    #expect(try await client.get(waiterKey).count == 0)
+                    try await service.unlock(key: held.key)
+                }
+            }
+        }
+    }
+
+    @Test("a deadline ends a call the server holds with deadlineExceeded, and the server withdraws it")
+    func deadlineOnHeldCall() async throws {
+        try await withEtcd { _, client in
+            let service = EtcdLockService(client: client)
+            try await client.withLease(ttl: 30) { first in
+                try await client.withLease(ttl: 30) { second in
+                    let held = try await service.lock("held", lease: first.id)
+                    let waiterKey = "held/" + String(second.id, radix: 16)
+                    let from = try await client.get("held/", options: .prefix).header.revision + 1
+                    let start = ContinuousClock.now
+                    let error = await etcdErrorCode {
+                        try await withEtcdTimeout(.milliseconds(500)) {
+                            _ = try await service.lock("held", lease: second.id)
+                        }
+                    }
+                    #expect(error?.code == .deadlineExceeded, "\(String(describing: error))")
+                    #expect(ContinuousClock.now - start < .seconds(5))
+                    try await within(.seconds(10), "the waiter's key to be deleted") {
+                        try await client.watch("held/", options: [.prefix, .revision(from)]) { responses in
+                            for try await response in responses {
+                                if response.events.contains(where: {
+                                    $0.type == .delete && $0.kv.keyString == waiterKey
+                                }) {
+                                    return
+                                }
+                            }
+                        }
+                    }
+                    try await service.unlock(key: held.key)
+                }
+            }
+        }
+    }
+
+    @Test("responses larger than the HTTP/2 flow-control windows arrive whole, one after another")
+    func responsesLargerThanTheWindows() async throws {
+        try await withEtcd(configure: { $0.maxCallReceiveMessageSize = 64 << 20 }) { _, client in
+            let value = [UInt8](repeating: 0x61, count: 1 << 20)
+            for index in 0..<10 { try await client.put("large/\(index)", value: value) }
+            // 10 MiB per response is more than a stream's 8 MiB window; three are more than the
+            // connection's. Without window updates the second read would stall (and time out).
+            for _ in 0..<3 {
+                let response = try await withEtcdTimeout(.seconds(20)) {
+                    try await client.get("large/", options: .prefix)
+                }
+                #expect(response.kvs.count == 10)
+                #expect(response.kvs.allSatisfy { $0.valueData.count == 1 << 20 && $0.valueData.last == 0x61 })
+            }
+        }
+    }
+}
