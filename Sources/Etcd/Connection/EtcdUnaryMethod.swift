@@ -3,8 +3,10 @@ package import EtcdAPI
 import GRPCCore
 import SwiftProtobuf
 
-/// A unary method of etcd's API, as ``EndpointConnection/unary(_:_:metadata:options:)`` sends it:
-/// its generated `Method` namespace (request and response types, descriptor).
+/// A method of etcd's API sent as one request answered by one response, as
+/// ``EndpointConnection/unary(_:_:metadata:options:)`` sends it: its generated `Method` namespace
+/// (request and response types, descriptor). Every unary method, and LeaseKeepAlive for a single
+/// renewal (the request half-closes the stream; etcd answers once and ends it).
 package protocol EtcdUnaryMethod {
     associatedtype Input: SwiftProtobuf.Message
     associatedtype Output: SwiftProtobuf.Message
@@ -16,7 +18,9 @@ extension EtcdUnaryMethod {
     static var path: String { "/" + Self.descriptor.fullyQualifiedMethod }
 }
 
-// Every unary method of the generated services; streaming ones stay on grpc-swift.
+// Every unary method of the generated services; streaming ones stay on grpc-swift, except a
+// single keepalive (``EtcdClient/keepAliveOnce(_:)``).
+extension Etcdserverpb_Lease.Method.LeaseKeepAlive: EtcdUnaryMethod {}
 extension Etcdserverpb_KV.Method.Range: EtcdUnaryMethod {}
 extension Etcdserverpb_KV.Method.Put: EtcdUnaryMethod {}
 extension Etcdserverpb_KV.Method.DeleteRange: EtcdUnaryMethod {}

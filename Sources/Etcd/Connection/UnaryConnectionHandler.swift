@@ -27,6 +27,7 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// No new streams: the server sent GOAWAY, the stream IDs ran out, or the client shuts down.
     private var isDraining = false
     private var isClosed = false
+    private var flushPending = false
     /// The first connection-level error (a TLS failure, say), the cause of the connection's end.
     private var firstError: (any Error)?
 
@@ -64,10 +65,29 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         context.write(
             self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: call.headers)))),
             promise: nil)
-        context.writeAndFlush(
+        context.write(
             self.wrapOutboundOut(
                 HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body), endStream: true)))),
             promise: nil)
+        if self.calls.count == 1 {
+            // Nothing else in flight: nothing to share the write with.
+            context.flush()
+        } else {
+            self.flushSoon(context)
+        }
+    }
+
+    /// Flushes once the event loop has run the jobs already queued: calls that start together
+    /// (their tasks resumed by one read) share one write to the socket, with no timer's delay.
+    private func flushSoon(_ context: ChannelHandlerContext) {
+        guard !self.flushPending else { return }
+        self.flushPending = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.flushPending = false
+            if !handler.isClosed { context.flush() }
+        }
     }
 
     /// Removes a call that ended; with `reset`, tells the server the client gave up on its stream.

@@ -89,19 +89,11 @@ extension EtcdClient {
         var message = Etcdserverpb_LeaseKeepAliveRequest()
         message.id = id
         let request = message
+        // One request on a stream the client half-closes at once: etcd answers it, sees the end
+        // of the stream and ends its side, so the exchange is unary-shaped and takes the unary path.
         let response = try await self.call("LeaseKeepAlive", retry: .idempotent) { connection, options, metadata in
-            let streaming = StreamingClientRequest(of: Etcdserverpb_LeaseKeepAliveRequest.self, metadata: metadata) {
-                writer in
-                try await writer.write(request)
-            }
-            return try await connection.lease.leaseKeepAlive(request: streaming, options: options) { response in
-                for try await message in response.messages { return message }
-                throw EtcdClientError(
-                    code: .unavailable,
-                    message: "the keepalive stream to \(connection.endpoint) ended without an answer",
-                    endpoint: connection.endpoint.description
-                )
-            }
+            try await connection.unary(
+                Etcdserverpb_Lease.Method.LeaseKeepAlive.self, request, metadata: metadata, options: options)
         }
         if response.ttl <= 0 {
             throw EtcdClientError(
