@@ -194,6 +194,11 @@ final class UnaryChannel: @unchecked Sendable {
                         HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
                         HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
                     ]
+                    // Our header blocks are fixed and well-formed, and of the server's we read only
+                    // :status, grpc-status and grpc-message. Validating each block cost 5-10% of the
+                    // client's CPU per call (range at 16 and 64 clients, A/B on etcd 3.4).
+                    configuration.headerBlockValidation = .disabled
+                    configuration.contentLengthValidation = .disabled
                     let http2 = NIOHTTP2Handler(
                         mode: .client, connectionConfiguration: configuration, streamConfiguration: .init())
                     try pipeline.addHandler(http2)
