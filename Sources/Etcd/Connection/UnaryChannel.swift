@@ -126,6 +126,10 @@ final class UnaryChannel: @unchecked Sendable {
             headers.add(name: "grpc-timeout", value: Self.grpcTimeout(timeout))
         }
         for (key, value) in metadata {
+            // HTTP/2 header names are lower case (a propagator may inject "X-B3-TraceId").
+            let key =
+                key.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") })
+                ? key.lowercased() : key
             switch value {
             case .string(let text): headers.add(name: key, value: text)
             case .binary(let bytes): headers.add(name: key, value: Data(bytes).base64EncodedString())

@@ -137,7 +137,8 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         switch frame.payload {
         case .data(let payload):
-            let count = payload.data.readableBytes
+            // Padding counts against the windows too (its length byte included).
+            let count = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
             self.acknowledge(count, unacknowledged: &self.unacknowledged, streamID: .rootStream, context: context)
             guard let call = self.calls[frame.streamID], case .byteBuffer(let bytes) = payload.data else { return }
             call.append(bytes)
