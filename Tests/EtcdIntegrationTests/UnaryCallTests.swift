@@ -10,69 +10,74 @@ import Testing
 struct UnaryCallTests {
     @Test("cancelling a call the server holds resets its stream: the server withdraws it, the connection serves on")
     func cancelHeldCall() async throws {
-        try await withEtcd { _, client in
-            let service = EtcdLockService(client: client)
-            try await client.withLease(ttl: 30) { first in
-                try await client.withLease(ttl: 30) { second in
-                    let held = try await service.lock("held", lease: first.id)
-                    let waiterKey = "held/" + String(second.id, radix: 16)
-                    let from = try await client.get("held/", options: .prefix).header.revision + 1
-                    let waiting = Task { try await service.lock("held", lease: second.id) }
-                    // The server queues the waiter (its key appears); cancelling the call must make the
-                    // server withdraw it (the key goes), which it does only when the stream is reset.
-                    try await within(.seconds(10), "the waiter's key to appear and go") {
-                        try await client.watch("held/", options: [.prefix, .revision(from)]) { responses in
-                            var queued = false
-                            for try await response in responses {
-                                for event in response.events where event.kv.keyString == waiterKey {
-                                    if event.type == .put {
-                                        queued = true
-                                        waiting.cancel()
-                                    } else if queued {
-                                        return
-                                    }
-                                }
+        try await withHeldLock { client, waiter in
+            let waiting = Task { try await waiter.service.lock("held", lease: waiter.lease) }
+            // The server queues the waiter (its key appears); cancelling the call must make the
+            // server withdraw it (the key goes), which it does only when the stream is reset.
+            try await within(.seconds(10), "the waiter's key to appear and go") {
+                try await client.watch("held/", options: [.prefix, .revision(waiter.from)]) { responses in
+                    var queued = false
+                    for try await response in responses {
+                        for event in response.events where event.kv.keyString == waiter.key {
+                            if event.type == .put {
+                                queued = true
+                                waiting.cancel()
+                            } else if queued {
+                                return
                             }
                         }
                     }
-                    await #expect(throws: CancellationError.self) {
-                        _ = try await within(.seconds(5), "the cancelled call") { try await waiting.value }
-                    }
-                    #expect(try await client.get(waiterKey).count == 0)
-                    try await service.unlock(key: held.key)
                 }
             }
+            await #expect(throws: CancellationError.self) {
+                _ = try await within(.seconds(5), "the cancelled call") { try await waiting.value }
+            }
+            #expect(try await client.get(waiter.key).count == 0)
         }
     }
 
     @Test("a deadline ends a call the server holds with deadlineExceeded, and the server withdraws it")
     func deadlineOnHeldCall() async throws {
+        try await withHeldLock { client, waiter in
+            let start = ContinuousClock.now
+            let error = await etcdErrorCode {
+                try await withEtcdTimeout(.milliseconds(500)) {
+                    _ = try await waiter.service.lock("held", lease: waiter.lease)
+                }
+            }
+            #expect(error?.code == .deadlineExceeded, "\(String(describing: error))")
+            #expect(ContinuousClock.now - start < .seconds(5))
+            try await within(.seconds(10), "the waiter's key to be deleted") {
+                try await client.watch("held/", options: [.prefix, .revision(waiter.from)]) { responses in
+                    for try await response in responses {
+                        if response.events.contains(where: { $0.type == .delete && $0.kv.keyString == waiter.key }) {
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A second locker of the server-side lock "held", which another lease holds while `body` runs.
+    struct Waiter: Sendable {
+        var service: EtcdLockService
+        /// The waiter's lease, and the key the server queues it under.
+        var lease: Int64
+        var key: String
+        /// The revision from which a watch sees the waiter's key come and go.
+        var from: Int64
+    }
+
+    private func withHeldLock(_ body: (EtcdClient, Waiter) async throws -> Void) async throws {
         try await withEtcd { _, client in
             let service = EtcdLockService(client: client)
             try await client.withLease(ttl: 30) { first in
                 try await client.withLease(ttl: 30) { second in
                     let held = try await service.lock("held", lease: first.id)
-                    let waiterKey = "held/" + String(second.id, radix: 16)
                     let from = try await client.get("held/", options: .prefix).header.revision + 1
-                    let start = ContinuousClock.now
-                    let error = await etcdErrorCode {
-                        try await withEtcdTimeout(.milliseconds(500)) {
-                            _ = try await service.lock("held", lease: second.id)
-                        }
-                    }
-                    #expect(error?.code == .deadlineExceeded, "\(String(describing: error))")
-                    #expect(ContinuousClock.now - start < .seconds(5))
-                    try await within(.seconds(10), "the waiter's key to be deleted") {
-                        try await client.watch("held/", options: [.prefix, .revision(from)]) { responses in
-                            for try await response in responses {
-                                if response.events.contains(where: {
-                                    $0.type == .delete && $0.kv.keyString == waiterKey
-                                }) {
-                                    return
-                                }
-                            }
-                        }
-                    }
+                    let key = "held/" + String(second.id, radix: 16)
+                    try await body(client, Waiter(service: service, lease: second.id, key: key, from: from))
                     try await service.unlock(key: held.key)
                 }
             }
