@@ -149,7 +149,7 @@ package final class EndpointConnection: Sendable {
     /// `options` gives the timeout and the receive limit; the current call's
     /// `TrackingTransport.streamOpened` flag is set once the request is written.
     /// - Throws: `RPCError` or `CancellationError`, as a grpc-swift call would.
-    package func unary<Method: EtcdUnaryMethod>(
+    package func unary<Method: EtcdMethod>(
         _ method: Method.Type,
         _ request: Method.Input,
         metadata: Metadata,
@@ -185,6 +185,55 @@ package final class EndpointConnection: Sendable {
             }
             finish?.finish(nil)
             return output
+        } catch {
+            finish?.finish(error)
+            throw error
+        }
+    }
+
+    /// Runs a bidirectional stream on the endpoint's ``UnaryChannel`` until the server ends it,
+    /// observed as configured.
+    ///
+    /// `requests` sends the requests while the stream runs; each response is handed to
+    /// `onResponse` on the connection's event loop, so it must not block. Throwing from
+    /// `onResponse` resets the stream and ends the call with that error.
+    /// - Throws: `RPCError`, whatever `onResponse` throws, or `CancellationError`.
+    package func stream<Method: EtcdMethod, Output>(
+        _ method: Method.Type,
+        metadata: Metadata,
+        options: CallOptions,
+        onResponse: @escaping @Sendable (Output) throws -> Void,
+        requests: @escaping @Sendable (_ send: @escaping @Sendable (Method.Input) -> Void) async -> Void
+    ) async throws where Output == Method.Output {
+        var metadata = metadata
+        let finish = self.observer?.begin(Method.descriptor, metadata: &metadata)
+        let endpoint = self.endpoint
+        let name = Method.descriptor.method
+        do {
+            try await self.unaryChannel.stream(
+                path: Method.path,
+                metadata: metadata,
+                maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
+                onMessage: { bytes in
+                    var message = Output()
+                    do {
+                        try message.merge(serializedBytes: bytes.readableBytesSpan)
+                    } catch {
+                        throw RPCError(
+                            code: .internalError,
+                            message: "cannot decode a \(name) response of \(endpoint): \(error)",
+                            cause: error)
+                    }
+                    try onResponse(message)
+                },
+                requests: { send in
+                    // A request that cannot be encoded is a bug of ours; it is not sent.
+                    await requests { request in
+                        if let bytes: [UInt8] = try? request.serializedBytes() { send(bytes) }
+                    }
+                }
+            )
+            finish?.finish(nil)
         } catch {
             finish?.finish(error)
             throw error

@@ -49,7 +49,7 @@ final class UnaryChannel: @unchecked Sendable {
 
     private enum State {
         case idle
-        case connecting(UnaryConnectionHandler, [UnaryCall])
+        case connecting(UnaryConnectionHandler, [any ChannelCall])
         case ready(UnaryConnectionHandler)
         /// The last attempt failed; calls fail with its error until the back-off has passed.
         case backingOff(RPCError, until: NIODeadline)
@@ -94,6 +94,46 @@ final class UnaryChannel: @unchecked Sendable {
             }
         } onCancel: {
             self.eventLoop.execute { call.end(CancellationError(), reset: true) }
+        }
+    }
+
+    /// Runs one bidirectional stream on `path` until the server ends it: `requests` sends the
+    /// requests (each a serialized message) while it runs; each response message is handed to
+    /// `onMessage` on the event loop (it must not block).
+    ///
+    /// - Throws: `RPCError` (the server's status, or unavailable when the connection breaks),
+    ///   whatever `onMessage` throws, or `CancellationError` when the task is cancelled.
+    func stream(
+        path: String,
+        metadata: Metadata,
+        maxMessageBytes: Int,
+        onMessage: @escaping @Sendable (ByteBuffer) throws -> Void,
+        requests: @escaping @Sendable (_ send: @escaping @Sendable ([UInt8]) -> Void) async -> Void
+    ) async throws {
+        try Task.checkCancellation()
+        let call = StreamCall(
+            headers: self.headers(path: path, metadata: metadata, timeout: nil),
+            maxMessageBytes: maxMessageBytes,
+            onMessage: onMessage
+        )
+        let eventLoop = self.eventLoop
+        let allocator = ByteBufferAllocator()
+        try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await requests { message in eventLoop.execute { call.send(message, allocator: allocator) } }
+                    eventLoop.execute { call.finishSending() }
+                }
+                defer { group.cancelAll() }
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    eventLoop.execute {
+                        guard call.begin(continuation) else { return }
+                        self.dispatch(call)
+                    }
+                }
+            }
+        } onCancel: {
+            eventLoop.execute { call.end(CancellationError(), reset: true) }
         }
     }
 
@@ -158,9 +198,14 @@ final class UnaryChannel: @unchecked Sendable {
 
     private func start(_ call: UnaryCall, _ continuation: CheckedContinuation<ByteBuffer, any Error>) {
         guard call.begin(continuation, on: self.eventLoop) else { return }
+        self.dispatch(call)
+    }
+
+    /// Opens the call on the ready connection, or queues it while one is made.
+    private func dispatch(_ call: any ChannelCall) {
         switch self.state {
         case .ready(let handler):
-            handler.open(call)
+            call.open(on: handler)
         case .connecting(let handler, var calls):
             calls.append(call)
             self.state = .connecting(handler, calls)
@@ -177,7 +222,7 @@ final class UnaryChannel: @unchecked Sendable {
         }
     }
 
-    private func connect(with call: UnaryCall) {
+    private func connect(with call: any ChannelCall) {
         let settings = self.settings
         let handler = UnaryConnectionHandler(owner: self)
         self.state = .connecting(handler, [call])
@@ -225,7 +270,7 @@ final class UnaryChannel: @unchecked Sendable {
         case .connecting(let connecting, let calls) where connecting === handler:
             self.state = .ready(handler)
             self.failedAttempts = 0
-            for call in calls { handler.open(call) }
+            for call in calls { call.open(on: handler) }
         case .shutDown:
             handler.drain()
         default:

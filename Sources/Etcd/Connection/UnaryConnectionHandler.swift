@@ -5,7 +5,8 @@ import NIOHPACK
 import NIOHTTP2
 
 /// One HTTP/2 connection of a ``UnaryChannel``: opens a stream per call, writes the request as
-/// HEADERS and one DATA frame, and completes the call from the response's frames. Event loop only.
+/// HEADERS and one DATA frame, and completes the call from the response's frames; streams
+/// (``StreamCall``) write requests as they come and hand on each response message. Event loop only.
 ///
 /// It sits after `NIOHTTP2Handler` with no stream multiplexer, so it returns the flow-control
 /// windows itself (swift-nio-http2 does that only for its stream channels).
@@ -19,6 +20,7 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private let owner: UnaryChannel
     private var context: ChannelHandlerContext?
     private var calls: [HTTP2StreamID: UnaryCall] = [:]
+    private var streams: [HTTP2StreamID: StreamCall] = [:]
     private var nextStreamID: Int32 = 1
     /// Received DATA bytes not yet returned to the connection window.
     private var unacknowledged = 0
@@ -49,12 +51,7 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 reset: false)
             return
         }
-        let streamID = HTTP2StreamID(self.nextStreamID)
-        self.nextStreamID += 2
-        if self.nextStreamID > Int32.max - 2 {
-            // Stream IDs never repeat on a connection: the next call needs a new one.
-            self.startDraining()
-        }
+        let streamID = self.newStreamID()
         self.calls[streamID] = call
         call.opened(on: self, streamID: streamID)
         call.streamOpened?.set()
@@ -77,6 +74,57 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Opens a stream for `stream`, writes its headers and the requests sent so far; it ends with
+    /// `unavailable` when the connection takes no new streams.
+    func openStream(_ stream: StreamCall) {
+        guard !stream.hasEnded else { return }
+        guard let context = self.context, !self.isClosed, !self.isDraining else {
+            stream.end(
+                RPCError(code: .unavailable, message: "the connection to \(self.owner.endpoint) is closing"),
+                reset: false)
+            return
+        }
+        let streamID = self.newStreamID()
+        self.streams[streamID] = stream
+        let (pending, finished) = stream.opened(on: self, streamID: streamID)
+        context.write(
+            self.wrapOutboundOut(
+                HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: stream.headers, endStream: false)))),
+            promise: nil)
+        for (index, message) in pending.enumerated() {
+            let last = finished && index == pending.count - 1
+            context.write(
+                self.wrapOutboundOut(
+                    HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(message), endStream: last)))),
+                promise: nil)
+        }
+        if finished && pending.isEmpty {
+            context.write(
+                self.wrapOutboundOut(
+                    HTTP2Frame(
+                        streamID: streamID, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))),
+                promise: nil)
+        }
+        context.flush()
+    }
+
+    /// Writes one DATA frame of an open stream and flushes.
+    func write(_ data: ByteBuffer, on streamID: HTTP2StreamID, endStream: Bool) {
+        guard let context = self.context, !self.isClosed, self.streams[streamID] != nil else { return }
+        context.writeAndFlush(
+            self.wrapOutboundOut(
+                HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(data), endStream: endStream)))),
+            promise: nil)
+    }
+
+    /// Stream IDs never repeat on a connection: when they run out, the next call needs a new one.
+    private func newStreamID() -> HTTP2StreamID {
+        let streamID = HTTP2StreamID(self.nextStreamID)
+        self.nextStreamID += 2
+        if self.nextStreamID > Int32.max - 2 { self.startDraining() }
+        return streamID
+    }
+
     /// Flushes once the event loop has run the jobs already queued: calls that start together
     /// (their tasks resumed by one read) share one write to the socket, with no timer's delay.
     private func flushSoon(_ context: ChannelHandlerContext) {
@@ -93,24 +141,38 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Removes a call that ended; with `reset`, tells the server the client gave up on its stream.
     func forget(_ streamID: HTTP2StreamID, reset: Bool) {
         guard self.calls.removeValue(forKey: streamID) != nil else { return }
+        self.forgotten(streamID, reset: reset)
+    }
+
+    /// Removes a stream that ended; with `reset`, tells the server the client gave up on it.
+    func forgetStream(_ streamID: HTTP2StreamID, reset: Bool) {
+        guard self.streams.removeValue(forKey: streamID) != nil else { return }
+        self.forgotten(streamID, reset: reset)
+    }
+
+    private func forgotten(_ streamID: HTTP2StreamID, reset: Bool) {
         if reset, let context = self.context, !self.isClosed {
             context.writeAndFlush(
                 self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .rstStream(.cancel))), promise: nil)
         }
-        if self.isDraining && self.calls.isEmpty { self.context?.close(promise: nil) }
+        self.closeIfDrained()
     }
 
     /// Takes no new calls and closes the connection once the open ones have ended.
     func drain() {
         self.isDraining = true
-        if self.calls.isEmpty { self.context?.close(promise: nil) }
+        self.closeIfDrained()
     }
 
     private func startDraining() {
         guard !self.isDraining else { return }
         self.isDraining = true
         self.owner.connectionDraining(self)
-        if self.calls.isEmpty { self.context?.close(promise: nil) }
+        self.closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        if self.isDraining && self.calls.isEmpty && self.streams.isEmpty { self.context?.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -133,6 +195,10 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             default:
                 break
             }
+            return
+        }
+        if self.calls[frame.streamID] == nil, let stream = self.streams[frame.streamID] {
+            self.streamRead(stream, frame, context: context)
             return
         }
         switch frame.payload {
@@ -181,17 +247,90 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// A frame of a stream: messages go to the stream as they become whole; its windows are
+    /// returned at once (a watch bounds its memory itself, by suspending slow watches).
+    private func streamRead(_ stream: StreamCall, _ frame: HTTP2Frame, context: ChannelHandlerContext) {
+        let streamID = frame.streamID
+        switch frame.payload {
+        case .data(let payload):
+            let count = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            self.acknowledge(count, unacknowledged: &self.unacknowledged, streamID: .rootStream, context: context)
+            if !payload.endStream {
+                self.acknowledge(count, unacknowledged: &stream.unacknowledged, streamID: streamID, context: context)
+            }
+            if case .byteBuffer(let bytes) = payload.data {
+                do {
+                    try stream.receive(bytes)
+                } catch {
+                    self.forgetStream(streamID, reset: !payload.endStream)
+                    stream.end(error, reset: false)
+                    return
+                }
+            }
+            if payload.endStream { self.finishStream(stream, streamID, trailers: nil) }
+        case .headers(let payload):
+            if !stream.receivedHeaders {
+                stream.receivedHeaders = true
+                if let error = Self.httpStatusError(payload.headers) {
+                    self.forgetStream(streamID, reset: !payload.endStream)
+                    stream.end(error, reset: false)
+                } else if payload.endStream {
+                    self.finishStream(stream, streamID, trailers: payload.headers)
+                }
+            } else {
+                self.finishStream(stream, streamID, trailers: payload.headers)
+            }
+        case .rstStream(let code):
+            self.forgetStream(streamID, reset: false)
+            stream.end(Self.resetError(code), reset: false)
+        default:
+            break
+        }
+    }
+
+    private func finishStream(_ stream: StreamCall, _ streamID: HTTP2StreamID, trailers: HPACKHeaders?) {
+        self.forgetStream(streamID, reset: false)
+        switch Self.status(trailers, endpoint: self.owner.endpoint) {
+        case .success where stream.hasPartialMessage:
+            stream.end(
+                RPCError(
+                    code: .internalError, message: "the stream from \(self.owner.endpoint) ended inside a message"),
+                reset: false)
+        case .success:
+            stream.succeed()
+        case .failure(let error):
+            stream.end(error, reset: false)
+        }
+    }
+
+    /// The call's gRPC status from its trailers (nil when the server ended the stream with DATA).
+    static func status(_ trailers: HPACKHeaders?, endpoint: String) -> Result<Void, RPCError> {
+        guard let trailers, let text = trailers.first(name: "grpc-status"), let raw = Int(text),
+            let status = Status.Code(rawValue: raw)
+        else {
+            return .failure(RPCError(code: .internalError, message: "the response of \(endpoint) has no gRPC status"))
+        }
+        guard status == .ok else {
+            let message = Self.percentDecoded(trailers.first(name: "grpc-message") ?? "")
+            return .failure(RPCError(code: RPCError.Code(status) ?? .unknown, message: message))
+        }
+        return .success(())
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // A stream closed while its call waits: reset by either side, or refused by a GOAWAY.
         // Frames come before their events, so a call that completed normally is already gone.
-        if let closed = event as? StreamClosedEvent, let call = self.calls[closed.streamID] {
+        if let closed = event as? StreamClosedEvent {
             let reason = closed.reason.map { " (\($0))" } ?? ""
-            self.fail(
-                call, closed.streamID,
-                RPCError(
-                    code: .unavailable,
-                    message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)"),
-                reset: false)
+            let error = RPCError(
+                code: .unavailable,
+                message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)")
+            if let call = self.calls[closed.streamID] {
+                self.fail(call, closed.streamID, error, reset: false)
+            } else if let stream = self.streams[closed.streamID] {
+                self.forgetStream(closed.streamID, reset: false)
+                stream.end(error, reset: false)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -199,12 +338,13 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let streamError = error as? NIOHTTP2Errors.StreamError {
             // One stream broke the protocol; NIOHTTP2Handler has reset it. The connection stays.
+            let failure = RPCError(
+                code: .internalError, message: "HTTP/2 stream error: \(streamError.baseError)", cause: error)
             if let call = self.calls[streamError.streamID] {
-                self.fail(
-                    call, streamError.streamID,
-                    RPCError(
-                        code: .internalError, message: "HTTP/2 stream error: \(streamError.baseError)", cause: error),
-                    reset: false)
+                self.fail(call, streamError.streamID, failure, reset: false)
+            } else if let stream = self.streams[streamError.streamID] {
+                self.forgetStream(streamError.streamID, reset: false)
+                stream.end(failure, reset: false)
             }
             return
         }
@@ -228,8 +368,11 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 cause: self.firstError)
         }
         let calls = self.calls
+        let streams = self.streams
         self.calls = [:]
+        self.streams = [:]
         for call in calls.values { call.end(error, reset: false) }
+        for stream in streams.values { stream.end(error, reset: false) }
         self.owner.connectionClosed(self, error: error)
         context.fireChannelInactive()
     }
@@ -244,17 +387,8 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Completes a call from its trailers (nil when the server ended the stream with DATA).
     private func finish(_ call: UnaryCall, _ streamID: HTTP2StreamID, trailers: HPACKHeaders?) {
         self.forget(streamID, reset: false)
-        guard let trailers, let text = trailers.first(name: "grpc-status"), let raw = Int(text),
-            let status = Status.Code(rawValue: raw)
-        else {
-            call.end(
-                RPCError(code: .internalError, message: "the response of \(self.owner.endpoint) has no gRPC status"),
-                reset: false)
-            return
-        }
-        guard status == .ok else {
-            let message = Self.percentDecoded(trailers.first(name: "grpc-message") ?? "")
-            call.end(RPCError(code: RPCError.Code(status) ?? .unknown, message: message), reset: false)
+        if case .failure(let error) = Self.status(trailers, endpoint: self.owner.endpoint) {
+            call.end(error, reset: false)
             return
         }
         guard let message = call.takeMessage() else {
@@ -324,111 +458,5 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-/// One call of a ``UnaryChannel``: its request, its deadline and its response as it arrives.
-/// Event loop only, except its creation.
-final class UnaryCall: @unchecked Sendable {
-    let headers: HPACKHeaders
-    let message: [UInt8]
-    let deadline: NIODeadline?
-    let maxResponseBytes: Int
-    let streamOpened: AtomicFlag?
-
-    private enum Phase { case created, started, ended }
-    private var phase = Phase.created
-    private var continuation: CheckedContinuation<ByteBuffer, any Error>?
-    private var timer: Scheduled<Void>?
-    private var stream: (handler: UnaryConnectionHandler, id: HTTP2StreamID)?
-    private var response = ByteBuffer()
-    var receivedHeaders = false
-    /// Received DATA bytes not yet returned to the stream's window.
-    var unacknowledged = 0
-
-    init(
-        headers: HPACKHeaders, message: [UInt8], deadline: NIODeadline?, maxResponseBytes: Int,
-        streamOpened: AtomicFlag?
-    ) {
-        self.headers = headers
-        self.message = message
-        self.deadline = deadline
-        self.maxResponseBytes = maxResponseBytes
-        self.streamOpened = streamOpened
-    }
-
-    static let deadlineExceeded = RPCError(
-        code: .deadlineExceeded, message: "the call's deadline passed before its response arrived")
-
-    /// Takes the continuation and arms the deadline; false (the continuation resumed) when the
-    /// call already ended: cancelled before it started, or out of time.
-    func begin(_ continuation: CheckedContinuation<ByteBuffer, any Error>, on eventLoop: any EventLoop) -> Bool {
-        guard self.phase == .created else {
-            continuation.resume(throwing: CancellationError())
-            return false
-        }
-        self.phase = .started
-        self.continuation = continuation
-        if let deadline = self.deadline {
-            guard deadline > .now() else {
-                self.end(Self.deadlineExceeded, reset: false)
-                return false
-            }
-            self.timer = eventLoop.scheduleTask(deadline: deadline) {
-                self.timer = nil
-                self.end(Self.deadlineExceeded, reset: true)
-            }
-        }
-        return true
-    }
-
-    var hasEnded: Bool { self.phase == .ended }
-
-    func opened(on handler: UnaryConnectionHandler, streamID: HTTP2StreamID) {
-        self.stream = (handler, streamID)
-    }
-
-    func append(_ bytes: ByteBuffer) {
-        if self.response.readableBytes == 0 {
-            self.response = bytes
-        } else {
-            var bytes = bytes
-            self.response.writeBuffer(&bytes)
-        }
-    }
-
-    /// The message length the response's gRPC frame announces, once its prefix has arrived.
-    var announcedLength: Int? {
-        self.response.getInteger(at: self.response.readerIndex + 1, as: UInt32.self).map { Int($0) }
-    }
-
-    /// The response's one uncompressed message; nil if it is anything else.
-    func takeMessage() -> ByteBuffer? {
-        var response = self.response
-        self.response = ByteBuffer()
-        guard response.readInteger(as: UInt8.self) == 0, let length = response.readInteger(as: UInt32.self),
-            response.readableBytes == Int(length)
-        else { return nil }
-        return response
-    }
-
-    /// Ends the call with `error`; with `reset`, its open stream is reset.
-    func end(_ error: any Error, reset: Bool) {
-        guard self.phase != .ended else { return }
-        self.phase = .ended
-        self.timer?.cancel()
-        self.timer = nil
-        if let stream = self.stream { stream.handler.forget(stream.id, reset: reset) }
-        self.continuation?.resume(throwing: error)
-        self.continuation = nil
-    }
-
-    func succeed(_ message: ByteBuffer) {
-        guard self.phase != .ended else { return }
-        self.phase = .ended
-        self.timer?.cancel()
-        self.timer = nil
-        self.continuation?.resume(returning: message)
-        self.continuation = nil
     }
 }

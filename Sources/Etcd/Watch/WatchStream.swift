@@ -212,23 +212,23 @@ final class WatchStream: Sendable {
             do {
                 var metadata = try await self.client.streamMetadata()
                 if self.requireLeader { metadata.addString("true", forKey: "hasleader") }
-                let request = StreamingClientRequest(of: Etcdserverpb_WatchRequest.self, metadata: metadata) { writer in
-                    for await request in requests {
-                        try await writer.write(request)
-                    }
-                }
                 var options = CallOptions.defaults
-                options.maxRequestMessageBytes = self.client.configuration.maxCallReceiveMessageSize
                 options.maxResponseMessageBytes = self.client.configuration.maxCallReceiveMessageSize
-                try await connection.watch.watch(request: request, options: options) { response in
-                    for try await message in response.messages {
+                // Responses are handled on the connection's event loop as they arrive (handle() does
+                // not block: it hands each watch its events and wakes its consumer).
+                try await connection.stream(
+                    Etcdserverpb_Watch.Method.Watch.self, metadata: metadata, options: options,
+                    onResponse: { message in
                         receivedMessages.set()
                         if let restart = self.handle(message) {
                             receivedRefusal.set()
                             throw restart
                         }
+                    },
+                    requests: { send in
+                        for await request in requests { send(request) }
                     }
-                }
+                )
             } catch {
                 if Task.isCancelled { break }
                 let mapped = EtcdClientError.from(error, endpoint: connection.endpoint.description)

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// A bidirectional stream of a ``UnaryChannel`` (the watch stream): requests written as they come,
+/// each response message handed to `onMessage` on the event loop as soon as it is whole.
+/// Event loop only, except its creation.
+///
+/// `onMessage` runs on the connection's event loop, so it must not block; throwing from it resets
+/// the stream and ends the call with that error.
+final class StreamCall: ChannelCall, @unchecked Sendable {
+    let headers: HPACKHeaders
+    let maxMessageBytes: Int
+    private let onMessage: @Sendable (ByteBuffer) throws -> Void
+
+    private enum Phase { case created, started, ended }
+    private var phase = Phase.created
+    private var continuation: CheckedContinuation<Void, any Error>?
+    private var stream: (handler: UnaryConnectionHandler, id: HTTP2StreamID)?
+    /// Requests sent before the stream opened, and whether the client's side ended then.
+    private var pending: [ByteBuffer] = []
+    private var sendingFinished = false
+    /// Received bytes not yet cut into messages.
+    private var inbound = ByteBuffer()
+    var receivedHeaders = false
+    /// Received DATA bytes not yet returned to the stream's window.
+    var unacknowledged = 0
+
+    init(headers: HPACKHeaders, maxMessageBytes: Int, onMessage: @escaping @Sendable (ByteBuffer) throws -> Void) {
+        self.headers = headers
+        self.maxMessageBytes = maxMessageBytes
+        self.onMessage = onMessage
+    }
+
+    /// Takes the continuation; false (the continuation resumed) when the call was cancelled first.
+    func begin(_ continuation: CheckedContinuation<Void, any Error>) -> Bool {
+        guard self.phase == .created else {
+            continuation.resume(throwing: CancellationError())
+            return false
+        }
+        self.phase = .started
+        self.continuation = continuation
+        return true
+    }
+
+    var hasEnded: Bool { self.phase == .ended }
+
+    func open(on handler: UnaryConnectionHandler) { handler.openStream(self) }
+
+    /// The stream is open: returns the requests to write after its headers, and whether to end the
+    /// client's side after them.
+    func opened(on handler: UnaryConnectionHandler, streamID: HTTP2StreamID) -> ([ByteBuffer], Bool) {
+        self.stream = (handler, streamID)
+        defer { self.pending = [] }
+        return (self.pending, self.sendingFinished)
+    }
+
+    /// Sends one request (a serialized message), now or once the stream is open.
+    func send(_ message: [UInt8], allocator: ByteBufferAllocator) {
+        guard self.phase != .ended, !self.sendingFinished else { return }
+        var framed = allocator.buffer(capacity: 5 + message.count)
+        framed.writeInteger(UInt8(0))  // not compressed
+        framed.writeInteger(UInt32(message.count))
+        framed.writeBytes(message)
+        if let stream = self.stream {
+            stream.handler.write(framed, on: stream.id, endStream: false)
+        } else {
+            self.pending.append(framed)
+        }
+    }
+
+    /// Ends the client's side of the stream (no more requests).
+    func finishSending() {
+        guard self.phase != .ended, !self.sendingFinished else { return }
+        self.sendingFinished = true
+        if let stream = self.stream {
+            stream.handler.write(ByteBuffer(), on: stream.id, endStream: true)
+        }
+    }
+
+    /// Takes received bytes and hands on every message now whole.
+    /// - Throws: `RPCError` for a message over the limit or compressed; whatever `onMessage` throws.
+    func receive(_ bytes: ByteBuffer) throws {
+        if self.inbound.readableBytes == 0 {
+            self.inbound = bytes
+        } else {
+            var bytes = bytes
+            self.inbound.writeBuffer(&bytes)
+        }
+        while let flag = self.inbound.getInteger(at: self.inbound.readerIndex, as: UInt8.self),
+            let length = self.inbound.getInteger(at: self.inbound.readerIndex + 1, as: UInt32.self)
+        {
+            guard Int(length) <= self.maxMessageBytes else {
+                throw RPCError(
+                    code: .resourceExhausted,
+                    message: """
+                        Message has exceeded the configured maximum payload size \
+                        (max: \(self.maxMessageBytes), actual: \(length))
+                        """)
+            }
+            guard flag == 0 else {
+                throw RPCError(
+                    code: .internalError, message: "the server sent a compressed message, which was not asked for")
+            }
+            guard self.inbound.readableBytes >= 5 + Int(length) else { return }
+            self.inbound.moveReaderIndex(forwardBy: 5)
+            let message = self.inbound.readSlice(length: Int(length))!
+            try self.onMessage(message)
+        }
+    }
+
+    /// Whether a message has begun and not ended (the stream must not end here).
+    var hasPartialMessage: Bool { self.inbound.readableBytes > 0 }
+
+    func end(_ error: any Error, reset: Bool) {
+        guard self.phase != .ended else { return }
+        self.phase = .ended
+        self.pending = []
+        if let stream = self.stream { stream.handler.forgetStream(stream.id, reset: reset) }
+        self.continuation?.resume(throwing: error)
+        self.continuation = nil
+    }
+
+    /// The server ended the stream with status OK.
+    func succeed() {
+        guard self.phase != .ended else { return }
+        self.phase = .ended
+        self.continuation?.resume()
+        self.continuation = nil
+    }
+}
