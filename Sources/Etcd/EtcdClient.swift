@@ -148,7 +148,7 @@ public final class EtcdClient: Sendable {
         self.lessor.finishAll()
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
-            connection.unaryChannel.shutdown()
+            connection.frameChannel.shutdown()
         }
     }
 
@@ -229,7 +229,7 @@ public final class EtcdClient: Sendable {
         }
         for connection in removed {
             connection.grpc.beginGracefulShutdown()
-            connection.unaryChannel.shutdown()
+            connection.frameChannel.shutdown()
         }
         if !added.isEmpty || !removed.isEmpty {
             self.logger.debug("etcd endpoints changed", metadata: ["etcd_endpoints": "\(parsed)"])

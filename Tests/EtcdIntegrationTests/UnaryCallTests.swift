@@ -4,7 +4,7 @@ import EtcdConcurrency
 import EtcdTesting
 import Testing
 
-/// Unary calls travel as frames on a connection of their own (UnaryChannel): what a gRPC client
+/// Unary calls travel as frames on a connection of their own (FrameChannel): what a gRPC client
 /// does for them, checked against etcd.
 @Suite("Unary calls", .timeLimit(.minutes(2)))
 struct UnaryCallTests {

@@ -9,12 +9,13 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
-/// The connection to one etcd member: unary calls on a ``UnaryChannel``, streams through a gRPC
+/// The connection to one etcd member: unary calls on a ``FrameChannel``, streams through a gRPC
 /// client and its service stubs, and what we know of the member.
 package final class EndpointConnection: Sendable {
     let endpoint: EtcdEndpoint
-    /// Unary calls (see ``unary(_:_:metadata:options:)``).
-    let unaryChannel: UnaryChannel
+    /// Unary calls and the watch stream (see ``unary(_:_:metadata:options:)`` and
+    /// ``stream(_:metadata:options:onResponse:requests:)``).
+    let frameChannel: FrameChannel
     private let observer: CallObserver?
     let grpc: GRPCClient<TrackingTransport>
     let kv: Etcdserverpb_KV.Client<TrackingTransport>
@@ -120,7 +121,7 @@ package final class EndpointConnection: Sendable {
             let interceptors: [any ClientInterceptor] =
                 self.observer.map { [ObservabilityInterceptor(observer: $0)] } ?? []
             self.grpc = GRPCClient(transport: TrackingTransport(base: transport), interceptors: interceptors)
-            self.unaryChannel = UnaryChannel(
+            self.frameChannel = FrameChannel(
                 eventLoop: eventLoop,
                 settings: try Self.unarySettings(
                     endpoint: endpoint, configuration: configuration, keepAlive: keepAlive),
@@ -144,7 +145,7 @@ package final class EndpointConnection: Sendable {
         self.election = .init(wrapping: self.grpc)
     }
 
-    /// Sends one unary call on the endpoint's ``UnaryChannel``, observed as configured.
+    /// Sends one unary call on the endpoint's ``FrameChannel``, observed as configured.
     ///
     /// `options` gives the timeout and the receive limit; the current call's
     /// `TrackingTransport.streamOpened` flag is set once the request is written.
@@ -166,7 +167,7 @@ package final class EndpointConnection: Sendable {
                     code: .internalError, message: "cannot encode the \(Method.descriptor.method) request: \(error)",
                     cause: error)
             }
-            let response = try await self.unaryChannel.call(
+            let response = try await self.frameChannel.call(
                 path: Method.path,
                 message: message,
                 metadata: metadata,
@@ -191,7 +192,7 @@ package final class EndpointConnection: Sendable {
         }
     }
 
-    /// Runs a bidirectional stream on the endpoint's ``UnaryChannel`` until the server ends it,
+    /// Runs a bidirectional stream on the endpoint's ``FrameChannel`` until the server ends it,
     /// observed as configured.
     ///
     /// `requests` sends the requests while the stream runs; each response is handed to
@@ -210,7 +211,7 @@ package final class EndpointConnection: Sendable {
         let endpoint = self.endpoint
         let name = Method.descriptor.method
         do {
-            try await self.unaryChannel.stream(
+            try await self.frameChannel.stream(
                 path: Method.path,
                 metadata: metadata,
                 maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
@@ -240,13 +241,13 @@ package final class EndpointConnection: Sendable {
         }
     }
 
-    /// Where and how ``unaryChannel`` connects: the same host, TLS settings, authority and
+    /// Where and how ``frameChannel`` connects: the same host, TLS settings, authority and
     /// keepalive as the gRPC transport.
     private static func unarySettings(
         endpoint: EtcdEndpoint,
         configuration: EtcdClient.Configuration,
         keepAlive: PingAnsweringHandler.KeepAlive?
-    ) throws -> UnaryChannel.Settings {
+    ) throws -> FrameChannel.Settings {
         let host: String
         var serverHostname: String?
         switch endpoint.host {
@@ -275,7 +276,7 @@ package final class EndpointConnection: Sendable {
                 serverHostname = Self.withoutPort(serverName)
             }
         }
-        return UnaryChannel.Settings(
+        return FrameChannel.Settings(
             host: host,
             port: endpoint.port,
             authority: authority,

@@ -3,7 +3,7 @@ package import EtcdAPI
 import GRPCCore
 import SwiftProtobuf
 
-/// A method of etcd's API as ``UnaryChannel`` sends it: its generated `Method` namespace (request
+/// A method of etcd's API as ``FrameChannel`` sends it: its generated `Method` namespace (request
 /// and response types, descriptor). Every unary method, LeaseKeepAlive for a single renewal (the
 /// request half-closes the stream; etcd answers once and ends it), and Watch as a stream
 /// (``EndpointConnection/stream(_:metadata:options:onResponse:requests:)``).

@@ -41,7 +41,7 @@ final class EtcdClientMetrics: Sendable {
 private let requestIDs = Atomic<Int>(0)
 
 /// Starts the metrics, trace span and log line of one RPC, for both call paths: grpc-swift's (the
-/// interceptor below, streams included) and ``UnaryChannel``'s.
+/// interceptor below, streams included) and ``FrameChannel``'s.
 struct CallObserver: Sendable {
     let metrics: EtcdClientMetrics?
     let tracer: (any Tracer)?

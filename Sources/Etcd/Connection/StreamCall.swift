@@ -4,7 +4,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// A bidirectional stream of a ``UnaryChannel`` (the watch stream): requests written as they come,
+/// A bidirectional stream of a ``FrameChannel`` (the watch stream): requests written as they come,
 /// each response message handed to `onMessage` on the event loop as soon as it is whole.
 /// Event loop only, except its creation.
 ///
@@ -18,7 +18,7 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     private enum Phase { case created, started, ended }
     private var phase = Phase.created
     private var continuation: CheckedContinuation<Void, any Error>?
-    private var stream: (handler: UnaryConnectionHandler, id: HTTP2StreamID)?
+    private var stream: (handler: FrameConnectionHandler, id: HTTP2StreamID)?
     /// Requests sent before the stream opened, and whether the client's side ended then.
     private var pending: [ByteBuffer] = []
     private var sendingFinished = false
@@ -47,11 +47,11 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
 
     var hasEnded: Bool { self.phase == .ended }
 
-    func open(on handler: UnaryConnectionHandler) { handler.openStream(self) }
+    func open(on handler: FrameConnectionHandler) { handler.openStream(self) }
 
     /// The stream is open: returns the requests to write after its headers, and whether to end the
     /// client's side after them.
-    func opened(on handler: UnaryConnectionHandler, streamID: HTTP2StreamID) -> ([ByteBuffer], Bool) {
+    func opened(on handler: FrameConnectionHandler, streamID: HTTP2StreamID) -> ([ByteBuffer], Bool) {
         self.stream = (handler, streamID)
         defer { self.pending = [] }
         return (self.pending, self.sendingFinished)

@@ -4,17 +4,17 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// What a ``UnaryChannel`` queues while it connects and hands to a connection once it is ready: a
+/// What a ``FrameChannel`` queues while it connects and hands to a connection once it is ready: a
 /// unary call or a stream. Event loop only.
 protocol ChannelCall: AnyObject {
     var hasEnded: Bool { get }
     /// Ends the call with `error`; with `reset`, its open stream is reset.
     func end(_ error: any Error, reset: Bool)
     /// Opens the call's HTTP/2 stream on a ready connection.
-    func open(on handler: UnaryConnectionHandler)
+    func open(on handler: FrameConnectionHandler)
 }
 
-/// One call of a ``UnaryChannel``: its request, its deadline and its response as it arrives.
+/// One call of a ``FrameChannel``: its request, its deadline and its response as it arrives.
 /// Event loop only, except its creation.
 final class UnaryCall: ChannelCall, @unchecked Sendable {
     let headers: HPACKHeaders
@@ -27,7 +27,7 @@ final class UnaryCall: ChannelCall, @unchecked Sendable {
     private var phase = Phase.created
     private var continuation: CheckedContinuation<ByteBuffer, any Error>?
     private var timer: Scheduled<Void>?
-    private var stream: (handler: UnaryConnectionHandler, id: HTTP2StreamID)?
+    private var stream: (handler: FrameConnectionHandler, id: HTTP2StreamID)?
     private var response = ByteBuffer()
     var receivedHeaders = false
     /// Received DATA bytes not yet returned to the stream's window.
@@ -71,9 +71,9 @@ final class UnaryCall: ChannelCall, @unchecked Sendable {
 
     var hasEnded: Bool { self.phase == .ended }
 
-    func open(on handler: UnaryConnectionHandler) { handler.open(self) }
+    func open(on handler: FrameConnectionHandler) { handler.open(self) }
 
-    func opened(on handler: UnaryConnectionHandler, streamID: HTTP2StreamID) {
+    func opened(on handler: FrameConnectionHandler, streamID: HTTP2StreamID) {
         self.stream = (handler, streamID)
     }
 

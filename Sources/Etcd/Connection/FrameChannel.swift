@@ -7,15 +7,18 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 
-/// Unary RPCs to one endpoint, sent as HTTP/2 frames on a connection of the channel's own.
+/// Unary RPCs and the watch stream of one endpoint, sent as HTTP/2 frames on a connection of the
+/// channel's own.
 ///
-/// Streams (watch, lease keepalive, snapshot) stay on grpc-swift; this path exists for CPU. Measured
-/// on etcd 3.4 with `benchmarks/transport-probe` (`benchmarks/TRANSPORT-PROBE.md`), a unary call
-/// through grpc-swift-nio-transport and GRPCCore cost 150-180 µs of client CPU at 16 concurrent
-/// callers, where the same call written as frames on one HTTP/2 channel cost 50-65 µs, as much as
-/// etcd's Go client. The difference is per-call machinery (a child channel, an async channel, a
-/// producer sequence and an executor task group per call); here a call is one object, one
-/// continuation and an entry in a dictionary, and its frames are written on the connection's loop.
+/// The other streams (lease keepalive, snapshot, range stream, election observe) stay on
+/// grpc-swift; this path exists for CPU. Measured on etcd 3.4 with `benchmarks/transport-probe`
+/// (`benchmarks/TRANSPORT-PROBE.md`), a unary call through grpc-swift-nio-transport and GRPCCore
+/// cost 150-180 µs of client CPU at 16 concurrent callers, where the same call written as frames on
+/// one HTTP/2 channel cost 50-65 µs, as much as etcd's Go client. The difference is per-call
+/// machinery (a child channel, an async channel, a producer sequence and an executor task group per
+/// call); here a call is one object, one continuation and an entry in a dictionary, and its frames
+/// are written on the connection's loop. A watch response likewise goes from the DATA frames to the
+/// watch's handler on the loop, with no async sequence in between.
 ///
 /// What the channel keeps of a gRPC client: a connection is made on demand, bounded by the dial
 /// timeout, with TLS when the endpoint asks for it, and `PingAnsweringHandler` for etcd's PINGs,
@@ -27,7 +30,7 @@ import NIOSSL
 /// grpc-swift uses, so `EtcdClientError.from` maps them the same way.
 ///
 /// Every piece of state is touched only on `eventLoop`.
-final class UnaryChannel: @unchecked Sendable {
+final class FrameChannel: @unchecked Sendable {
     /// How to reach the endpoint.
     struct Settings: Sendable {
         var host: String
@@ -49,8 +52,8 @@ final class UnaryChannel: @unchecked Sendable {
 
     private enum State {
         case idle
-        case connecting(UnaryConnectionHandler, [any ChannelCall])
-        case ready(UnaryConnectionHandler)
+        case connecting(FrameConnectionHandler, [any ChannelCall])
+        case ready(FrameConnectionHandler)
         /// The last attempt failed; calls fail with its error until the back-off has passed.
         case backingOff(RPCError, until: NIODeadline)
         case shutDown
@@ -224,7 +227,7 @@ final class UnaryChannel: @unchecked Sendable {
 
     private func connect(with call: any ChannelCall) {
         let settings = self.settings
-        let handler = UnaryConnectionHandler(owner: self)
+        let handler = FrameConnectionHandler(owner: self)
         self.state = .connecting(handler, [call])
         ClientBootstrap(group: self.eventLoop)
             .connectTimeout(settings.dialTimeout)
@@ -239,7 +242,7 @@ final class UnaryChannel: @unchecked Sendable {
                     var configuration = NIOHTTP2Handler.ConnectionConfiguration()
                     configuration.initialSettings = [
                         HTTP2Setting(parameter: .enablePush, value: 0),
-                        HTTP2Setting(parameter: .initialWindowSize, value: UnaryConnectionHandler.targetWindow),
+                        HTTP2Setting(parameter: .initialWindowSize, value: FrameConnectionHandler.targetWindow),
                         HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
                         HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
                     ]
@@ -265,7 +268,7 @@ final class UnaryChannel: @unchecked Sendable {
     }
 
     /// The server's SETTINGS arrived: the connection takes calls.
-    func connectionReady(_ handler: UnaryConnectionHandler) {
+    func connectionReady(_ handler: FrameConnectionHandler) {
         switch self.state {
         case .connecting(let connecting, let calls) where connecting === handler:
             self.state = .ready(handler)
@@ -279,12 +282,12 @@ final class UnaryChannel: @unchecked Sendable {
     }
 
     /// The connection takes no new calls (GOAWAY, or its stream IDs ran out): the next call connects anew.
-    func connectionDraining(_ handler: UnaryConnectionHandler) {
+    func connectionDraining(_ handler: FrameConnectionHandler) {
         if case .ready(let ready) = self.state, ready === handler { self.state = .idle }
     }
 
     /// The connection closed; if it never became ready, the attempt failed.
-    func connectionClosed(_ handler: UnaryConnectionHandler, error: RPCError) {
+    func connectionClosed(_ handler: FrameConnectionHandler, error: RPCError) {
         switch self.state {
         case .connecting(let connecting, _) where connecting === handler:
             self.connectionFailed(handler, error: error)
@@ -295,7 +298,7 @@ final class UnaryChannel: @unchecked Sendable {
         }
     }
 
-    private func connectionFailed(_ handler: UnaryConnectionHandler, error: any Error) {
+    private func connectionFailed(_ handler: FrameConnectionHandler, error: any Error) {
         guard case .connecting(let connecting, let calls) = self.state, connecting === handler else { return }
         let rpcError =
             error as? RPCError

@@ -4,20 +4,20 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// One HTTP/2 connection of a ``UnaryChannel``: opens a stream per call, writes the request as
+/// One HTTP/2 connection of a ``FrameChannel``: opens a stream per call, writes the request as
 /// HEADERS and one DATA frame, and completes the call from the response's frames; streams
 /// (``StreamCall``) write requests as they come and hand on each response message. Event loop only.
 ///
 /// It sits after `NIOHTTP2Handler` with no stream multiplexer, so it returns the flow-control
 /// windows itself (swift-nio-http2 does that only for its stream channels).
-final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
     /// The receive window of the connection and of each stream (grpc-swift's default).
     static let targetWindow = 8 << 20
 
-    private let owner: UnaryChannel
+    private let owner: FrameChannel
     private var context: ChannelHandlerContext?
     private var calls: [HTTP2StreamID: UnaryCall] = [:]
     private var streams: [HTTP2StreamID: StreamCall] = [:]
@@ -33,7 +33,7 @@ final class UnaryConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The first connection-level error (a TLS failure, say), the cause of the connection's end.
     private var firstError: (any Error)?
 
-    init(owner: UnaryChannel) {
+    init(owner: FrameChannel) {
         self.owner = owner
     }
 
