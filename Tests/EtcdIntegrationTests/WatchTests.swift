@@ -175,6 +175,33 @@ struct WatchTests {
         }
     }
 
+    @Test("watch responses larger than an HTTP/2 frame, and more in all than the stream's window, arrive whole")
+    func largeResponses() async throws {
+        try await withEtcd(configure: { $0.maxCallReceiveMessageSize = 64 << 20 }) { _, client in
+            // 12 values of 1 MiB with prevKV: each response spans many 16 KiB frames, and the stream
+            // carries about 24 MiB, three times its 8 MiB window; small puts in between share frames.
+            let large = [UInt8](repeating: 0x6c, count: 1 << 20)
+            for index in 0..<12 { try await client.put("big/\(index)", value: large) }
+            try await client.watch("big/", options: [.prefix, .prevKV]) { responses in
+                for index in 0..<12 {
+                    try await client.put("big/\(index)", value: large + [UInt8(index)])
+                    try await client.put("big/small\(index)", value: "s")
+                }
+                let events = try await within(.seconds(30), "24 events") {
+                    try await collectEvents(responses, count: 24)
+                }
+                #expect(events.count == 24)
+                let bigOnes = events.filter { !$0.kv.keyString.contains("small") }
+                #expect(bigOnes.count == 12)
+                for (index, event) in bigOnes.enumerated() {
+                    #expect(event.kv.keyString == "big/\(index)")
+                    #expect(event.kv.value.count == (1 << 20) + 1 && event.kv.value.last == UInt8(index))
+                    #expect(event.prevKV?.value.count == 1 << 20)
+                }
+            }
+        }
+    }
+
     @Test("leaving the closure cancels the watch on the server")
     func cancelOnServer() async throws {
         try await withEtcd { cluster, client in
