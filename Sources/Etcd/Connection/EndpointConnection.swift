@@ -13,7 +13,7 @@ import Synchronization
 /// client and its service stubs, and what we know of the member.
 package final class EndpointConnection: Sendable {
     let endpoint: EtcdEndpoint
-    /// Unary calls and the watch stream (see ``unary(_:_:metadata:options:)`` and
+    /// Unary calls, the watch and the lease keepalive streams (see ``unary(_:_:metadata:options:)`` and
     /// ``stream(_:metadata:options:onResponse:requests:)``).
     let frameChannel: FrameChannel
     private let observer: CallObserver?

@@ -4,9 +4,9 @@ import GRPCCore
 import SwiftProtobuf
 
 /// A method of etcd's API as ``FrameChannel`` sends it: its generated `Method` namespace (request
-/// and response types, descriptor). Every unary method, LeaseKeepAlive for a single renewal (the
-/// request half-closes the stream; etcd answers once and ends it), and Watch as a stream
-/// (``EndpointConnection/stream(_:metadata:options:onResponse:requests:)``).
+/// and response types, descriptor). Every unary method, LeaseKeepAlive both for a single renewal
+/// (the request half-closes the stream; etcd answers once and ends it) and as the keepalive stream,
+/// and Watch (``EndpointConnection/stream(_:metadata:options:onResponse:requests:)``).
 package protocol EtcdMethod {
     associatedtype Input: SwiftProtobuf.Message
     associatedtype Output: SwiftProtobuf.Message
@@ -18,8 +18,8 @@ extension EtcdMethod {
     static var path: String { "/" + Self.descriptor.fullyQualifiedMethod }
 }
 
-// Every unary method of the generated services; of the streaming ones, a single keepalive
-// (``EtcdClient/keepAliveOnce(_:)``) and the watch stream. The others stay on grpc-swift.
+// Every unary method of the generated services; of the streaming ones, lease keepalive and watch.
+// The others (snapshot, range stream, election observe) stay on grpc-swift.
 extension Etcdserverpb_Lease.Method.LeaseKeepAlive: EtcdMethod {}
 extension Etcdserverpb_Watch.Method.Watch: EtcdMethod {}
 extension Etcdserverpb_KV.Method.Range: EtcdMethod {}

@@ -7,18 +7,18 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 
-/// Unary RPCs and the watch stream of one endpoint, sent as HTTP/2 frames on a connection of the
-/// channel's own.
+/// Unary RPCs, the watch stream and the lease keepalive stream of one endpoint, sent as HTTP/2
+/// frames on a connection of the channel's own.
 ///
-/// The other streams (lease keepalive, snapshot, range stream, election observe) stay on
-/// grpc-swift; this path exists for CPU. Measured on etcd 3.4 with `benchmarks/transport-probe`
+/// The other streams (snapshot, range stream, election observe) stay on grpc-swift; this path
+/// exists for CPU. Measured on etcd 3.4 with `benchmarks/transport-probe`
 /// (`benchmarks/TRANSPORT-PROBE.md`), a unary call through grpc-swift-nio-transport and GRPCCore
 /// cost 150-180 µs of client CPU at 16 concurrent callers, where the same call written as frames on
 /// one HTTP/2 channel cost 50-65 µs, as much as etcd's Go client. The difference is per-call
 /// machinery (a child channel, an async channel, a producer sequence and an executor task group per
 /// call); here a call is one object, one continuation and an entry in a dictionary, and its frames
-/// are written on the connection's loop. A watch response likewise goes from the DATA frames to the
-/// watch's handler on the loop, with no async sequence in between.
+/// are written on the connection's loop. A watch or keepalive response likewise goes from the DATA
+/// frames to its handler on the loop, with no async sequence in between.
 ///
 /// What the channel keeps of a gRPC client: a connection is made on demand, bounded by the dial
 /// timeout, with TLS when the endpoint asks for it, and `PingAnsweringHandler` for etcd's PINGs,

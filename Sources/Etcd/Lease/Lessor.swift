@@ -170,22 +170,23 @@ final class Lessor: Sendable {
                 var metadata = try await client.streamMetadata()
                 // A member that loses its leader ends the stream (noLeader) instead of keeping it silent.
                 metadata.addString("true", forKey: "hasleader")
-                let request = StreamingClientRequest(of: Etcdserverpb_LeaseKeepAliveRequest.self, metadata: metadata) {
-                    writer in
-                    for await request in requests {
-                        try await writer.write(request)
-                    }
-                }
+                let streamMetadata = metadata
                 // The ticker runs beside the call, not in its response handler: etcd sends the
                 // response headers only with the first answer, which needs a renewal sent first.
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        try await connection.lease.leaseKeepAlive(request: request, options: .defaults) { response in
-                            for try await message in response.messages {
+                        // Answers are handled on the connection's event loop as they arrive (handle()
+                        // does not block: it records the renewal and wakes the lease's readers).
+                        try await connection.stream(
+                            Etcdserverpb_Lease.Method.LeaseKeepAlive.self, metadata: streamMetadata, options: .defaults,
+                            onResponse: { message in
                                 received.set()
                                 self.handle(message)
+                            },
+                            requests: { send in
+                                for await request in requests { send(request) }
                             }
-                        }
+                        )
                         throw EtcdClientError(
                             code: .unavailable,
                             message: "\(connection.endpoint) ended the lease keepalive stream",
