@@ -32,6 +32,8 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var flushPending = false
     /// The first connection-level error (a TLS failure, say), the cause of the connection's end.
     private var firstError: (any Error)?
+    /// Why the server said it would close the connection (its GOAWAY), for error messages.
+    private var goAway: String?
 
     init(owner: FrameChannel) {
         self.owner = owner
@@ -189,8 +191,10 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                         HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))),
                     promise: nil)
                 self.owner.connectionReady(self)
-            case .goAway:
+            case .goAway(_, let code, let data):
                 // Streams above its last stream ID are closed by NIOHTTP2Handler (StreamClosedEvent).
+                let text = data.map { String(buffer: $0) }.map { $0.isEmpty ? "" : ": \($0)" } ?? ""
+                self.goAway = "the server sent GOAWAY (\(code)\(text))"
                 self.startDraining()
             default:
                 break
@@ -324,7 +328,8 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             let reason = closed.reason.map { " (\($0))" } ?? ""
             let error = RPCError(
                 code: .unavailable,
-                message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)")
+                message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)"
+                    + (self.goAway.map { "; \($0)" } ?? ""))
             if let call = self.calls[closed.streamID] {
                 self.fail(call, closed.streamID, error, reset: false)
             } else if let stream = self.streams[closed.streamID] {
@@ -364,7 +369,8 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         } else {
             error = RPCError(
                 code: .unavailable,
-                message: "the connection to \(self.owner.endpoint) closed" + (self.firstError.map { ": \($0)" } ?? ""),
+                message: "the connection to \(self.owner.endpoint) closed"
+                    + ((self.goAway ?? self.firstError.map { "\($0)" }).map { ": \($0)" } ?? ""),
                 cause: self.firstError)
         }
         let calls = self.calls

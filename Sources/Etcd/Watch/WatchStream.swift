@@ -249,7 +249,10 @@ final class WatchStream: Sendable {
             if let failure {
                 self.client.logger.debug(
                     "etcd watch stream broke; reopening",
-                    metadata: ["etcd_endpoint": "\(connection.endpoint)", "etcd_code": "\(failure.code)"]
+                    metadata: [
+                        "etcd_endpoint": "\(connection.endpoint)", "etcd_code": "\(failure.code)",
+                        "etcd_error": "\(failure.message)",
+                    ]
                 )
                 switch failure.code {
                 case .noLeader where self.requireLeader:
