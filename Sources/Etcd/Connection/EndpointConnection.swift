@@ -175,21 +175,29 @@ package final class EndpointConnection: Sendable {
                 maxResponseBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
                 streamOpened: TrackingTransport.streamOpened
             )
-            var output = Method.Output()
-            do {
-                try output.merge(serializedBytes: response.readableBytesSpan)
-            } catch {
-                throw RPCError(
-                    code: .internalError,
-                    message: "cannot decode the \(Method.descriptor.method) response of \(self.endpoint): \(error)",
-                    cause: error)
-            }
+            let output = try Self.decode(
+                response, as: Method.Output.self, method: Method.descriptor.method, self.endpoint)
             finish?.finish(nil)
             return output
         } catch {
             finish?.finish(error)
             throw error
         }
+    }
+
+    /// Decodes one response; an unreadable one is an internal error naming the method and endpoint.
+    private static func decode<Message: SwiftProtobuf.Message>(
+        _ bytes: ByteBuffer, as: Message.Type, method: String, _ endpoint: EtcdEndpoint
+    ) throws -> Message {
+        var message = Message()
+        do {
+            try message.merge(serializedBytes: bytes.readableBytesSpan)
+        } catch {
+            throw RPCError(
+                code: .internalError, message: "cannot decode the \(method) response of \(endpoint): \(error)",
+                cause: error)
+        }
+        return message
     }
 
     /// Runs a bidirectional stream on the endpoint's ``FrameChannel`` until the server ends it,
@@ -216,16 +224,7 @@ package final class EndpointConnection: Sendable {
                 metadata: metadata,
                 maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
                 onMessage: { bytes in
-                    var message = Output()
-                    do {
-                        try message.merge(serializedBytes: bytes.readableBytesSpan)
-                    } catch {
-                        throw RPCError(
-                            code: .internalError,
-                            message: "cannot decode a \(name) response of \(endpoint): \(error)",
-                            cause: error)
-                    }
-                    try onResponse(message)
+                    try onResponse(Self.decode(bytes, as: Output.self, method: name, endpoint))
                 },
                 requests: { send in
                     // A request that cannot be encoded is a bug of ours; it is not sent.

@@ -46,14 +46,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Opens a stream for `call` and writes its request; the call ends with `unavailable` when
     /// the connection takes no new streams.
     func open(_ call: UnaryCall) {
-        guard !call.hasEnded else { return }
-        guard let context = self.context, !self.isClosed, !self.isDraining else {
-            call.end(
-                RPCError(code: .unavailable, message: "the connection to \(self.owner.endpoint) is closing"),
-                reset: false)
-            return
-        }
-        let streamID = self.newStreamID()
+        guard let (context, streamID) = self.newStream(for: call) else { return }
         self.calls[streamID] = call
         call.opened(on: self, streamID: streamID)
         call.streamOpened?.set()
@@ -79,14 +72,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Opens a stream for `stream`, writes its headers and the requests sent so far; it ends with
     /// `unavailable` when the connection takes no new streams.
     func openStream(_ stream: StreamCall) {
-        guard !stream.hasEnded else { return }
-        guard let context = self.context, !self.isClosed, !self.isDraining else {
-            stream.end(
-                RPCError(code: .unavailable, message: "the connection to \(self.owner.endpoint) is closing"),
-                reset: false)
-            return
-        }
-        let streamID = self.newStreamID()
+        guard let (context, streamID) = self.newStream(for: stream) else { return }
         self.streams[streamID] = stream
         let (pending, finished) = stream.opened(on: self, streamID: streamID)
         context.write(
@@ -117,6 +103,19 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             self.wrapOutboundOut(
                 HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(data), endStream: endStream)))),
             promise: nil)
+    }
+
+    /// The context and a new stream ID for `call`; nil when the call has ended, or (ending it with
+    /// `unavailable`) when the connection takes no new streams.
+    private func newStream(for call: any ChannelCall) -> (ChannelHandlerContext, HTTP2StreamID)? {
+        guard !call.hasEnded else { return nil }
+        guard let context = self.context, !self.isClosed, !self.isDraining else {
+            call.end(
+                RPCError(code: .unavailable, message: "the connection to \(self.owner.endpoint) is closing"),
+                reset: false)
+            return nil
+        }
+        return (context, self.newStreamID())
     }
 
     /// Stream IDs never repeat on a connection: when they run out, the next call needs a new one.
