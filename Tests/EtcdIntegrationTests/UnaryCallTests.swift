@@ -2,6 +2,7 @@
 import Etcd
 import EtcdConcurrency
 import EtcdTesting
+import Foundation
 import Testing
 
 /// Unary calls travel as frames on a connection of their own (FrameChannel): what a gRPC client
@@ -98,6 +99,42 @@ struct UnaryCallTests {
                 #expect(response.kvs.count == 10)
                 #expect(response.kvs.allSatisfy { $0.valueData.count == 1 << 20 && $0.valueData.last == 0x61 })
             }
+        }
+    }
+}
+
+@Suite("Client connections", .timeLimit(.minutes(2)))
+struct ClientConnectionTests {
+    /// The sockets and files the etcd process holds open.
+    private func openDescriptors(of member: EtcdTestMember) throws -> Int {
+        let pid = try #require(member.processID)
+        return try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+    }
+
+    @Test("shutting the client down closes its connections: etcd's open descriptors return to where they were")
+    func shutdownClosesConnections() async throws {
+        try await withEtcdTestCluster(.init(members: 1)) { cluster in
+            let member = cluster.members[0]
+            let before = try self.openDescriptors(of: member)
+            try await withEtcdClient(EtcdClient.Configuration(endpoints: cluster.clientEndpoints)) { client in
+                try await client.put("k", value: "v")
+                try await client.watch("k") { responses in
+                    try await client.put("k", value: "w")
+                    for try await response in responses where !response.events.isEmpty { break }
+                }
+                let lease = try await client.grant(ttl: 10)
+                _ = try await client.keepAliveOnce(lease.id)
+                #expect(try self.openDescriptors(of: member) > before, "the client holds a connection while it runs")
+            }
+            // The server sees the sockets close shortly after the client closed them.
+            let after = try await within(.seconds(10), "etcd to see the client's connections close") {
+                while true {
+                    let count = try self.openDescriptors(of: member)
+                    if count <= before { return count }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(after <= before)
         }
     }
 }
