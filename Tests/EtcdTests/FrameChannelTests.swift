@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import GRPCCore
+import NIOCore
+import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
 import Testing
@@ -45,5 +47,133 @@ struct FrameChannelTests {
         #expect(FrameConnectionHandler.resetError(.cancel).code == .cancelled)
         #expect(FrameConnectionHandler.resetError(.enhanceYourCalm).code == .resourceExhausted)
         #expect(FrameConnectionHandler.resetError(.protocolError).code == .internalError)
+    }
+}
+
+/// The frame connection's handling of what a server sends, with the server scripted: frames go in
+/// and out of an `NIOAsyncTestingChannel` (no `NIOHTTP2Handler`, so stream-closed events are fired
+/// by hand as it would fire them). etcd never sent GOAWAY in any scenario tried against it.
+@Suite("Frame connection against a scripted server", .timeLimit(.minutes(1)))
+struct FrameConnectionScriptTests {
+    private let channel = NIOAsyncTestingChannel()
+    private let handler: FrameConnectionHandler
+
+    init() async throws {
+        let settings = FrameChannel.Settings(
+            host: "127.0.0.1", port: 1, authority: "127.0.0.1:1", sslContext: nil, serverHostname: nil,
+            dialTimeout: .seconds(1), keepAlive: nil, initialBackoff: .seconds(1), maxBackoff: .seconds(1))
+        let owner = FrameChannel(eventLoop: self.channel.testingEventLoop, settings: settings, endpoint: "test")
+        self.handler = FrameConnectionHandler(owner: owner)
+        try await self.channel.pipeline.addHandler(self.handler)
+        try await self.channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1))
+        // The server's SETTINGS make the connection ready; the client grows the connection window.
+        try await self.channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .settings(.settings([]))))
+        let update = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        guard case .windowUpdate = update.payload else { throw TestFailure("expected WINDOW_UPDATE, got \(update)") }
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Starts a unary call on the connection and waits until its request is written.
+    private func start() async throws -> (Task<ByteBuffer, any Error>, HTTP2StreamID) {
+        let call = UnaryCall(
+            headers: [":path": "/test"], message: [1, 2, 3], deadline: nil, maxResponseBytes: 1024, streamOpened: nil)
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        let task = Task {
+            try await withCheckedThrowingContinuation { continuation in
+                loop.execute {
+                    guard call.begin(continuation, on: loop) else { return }
+                    handler.open(call)
+                }
+            }
+        }
+        let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        let data = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        guard case .headers = headers.payload, case .data(let body) = data.payload, body.endStream else {
+            throw TestFailure("expected HEADERS and a DATA frame that ends the stream, got \(headers), \(data)")
+        }
+        return (task, headers.streamID)
+    }
+
+    private func respond(on streamID: HTTP2StreamID, message: [UInt8]) async throws {
+        var body = ByteBuffer()
+        body.writeInteger(UInt8(0))
+        body.writeInteger(UInt32(message.count))
+        body.writeBytes(message)
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: [":status": "200"]))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body)))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: ["grpc-status": "0"], endStream: true))))
+    }
+
+    @Test(
+        "GOAWAY: a call below its last stream ID completes, one above fails with its reason, no new call starts, then the connection closes"
+    )
+    func goAway() async throws {
+        let (first, firstStream) = try await self.start()
+        let (second, secondStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(
+                streamID: .rootStream,
+                payload: .goAway(
+                    lastStreamID: firstStream, errorCode: .enhanceYourCalm,
+                    opaqueData: ByteBuffer(string: "too_many_pings"))))
+        // NIOHTTP2Handler closes the streams the GOAWAY refused.
+        self.channel.pipeline.fireUserInboundEventTriggered(
+            StreamClosedEvent(streamID: secondStream, reason: .refusedStream))
+        let refused = await #expect(throws: RPCError.self) { _ = try await second.value }
+        #expect(refused?.code == .unavailable)
+        #expect(refused?.message.contains("too_many_pings") == true, "\(String(describing: refused))")
+
+        let call = UnaryCall(headers: [:], message: [], deadline: nil, maxResponseBytes: 1024, streamOpened: nil)
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        let late = Task {
+            try await withCheckedThrowingContinuation { continuation in
+                loop.execute {
+                    guard call.begin(continuation, on: loop) else { return }
+                    handler.open(call)
+                }
+            }
+        }
+        let closing = await #expect(throws: RPCError.self) { _ = try await late.value }
+        #expect(closing?.message.contains("is closing") == true)
+        #expect(self.channel.isActive, "a call is still open")
+
+        try await self.respond(on: firstStream, message: [7, 8, 9])
+        #expect(Array(try await first.value.readableBytesView) == [7, 8, 9])
+        #expect(!self.channel.isActive, "its last call done, the drained connection closes")
+    }
+
+    @Test("a trailers-only error answer and a non-200 status end their calls with the mapped codes")
+    func errorAnswers() async throws {
+        let (first, firstStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(
+                streamID: firstStream,
+                payload: .headers(
+                    .init(
+                        headers: [":status": "200", "grpc-status": "5", "grpc-message": "etcdserver%3A key not found"],
+                        endStream: true))))
+        let notFound = await #expect(throws: RPCError.self) { _ = try await first.value }
+        #expect(notFound?.code == .notFound)
+        #expect(notFound?.message == "etcdserver: key not found")
+
+        let (second, secondStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: secondStream, payload: .headers(.init(headers: [":status": "503"], endStream: true))))
+        let unavailable = await #expect(throws: RPCError.self) { _ = try await second.value }
+        #expect(unavailable?.code == .unavailable)
+
+        // The connection still serves.
+        let (third, thirdStream) = try await self.start()
+        try await self.respond(on: thirdStream, message: [])
+        #expect(try await third.value.readableBytes == 0)
     }
 }
