@@ -77,13 +77,11 @@ struct FrameConnectionScriptTests {
         init(_ description: String) { self.description = description }
     }
 
-    /// Starts a unary call on the connection and waits until its request is written.
-    private func start() async throws -> (Task<ByteBuffer, any Error>, HTTP2StreamID) {
-        let call = UnaryCall(
-            headers: [":path": "/test"], message: [1, 2, 3], deadline: nil, maxResponseBytes: 1024, streamOpened: nil)
+    /// Starts `call` on the connection's event loop; the task ends with the call.
+    private func begin(_ call: UnaryCall) -> Task<ByteBuffer, any Error> {
         let loop = self.channel.testingEventLoop
         let handler = self.handler
-        let task = Task {
+        return Task {
             try await withCheckedThrowingContinuation { continuation in
                 loop.execute {
                     guard call.begin(continuation, on: loop) else { return }
@@ -91,6 +89,14 @@ struct FrameConnectionScriptTests {
                 }
             }
         }
+    }
+
+    /// Starts a unary call on the connection and waits until its request is written.
+    private func start() async throws -> (Task<ByteBuffer, any Error>, HTTP2StreamID) {
+        let task = self.begin(
+            UnaryCall(
+                headers: [":path": "/test"], message: [1, 2, 3], deadline: nil, maxResponseBytes: 1024,
+                streamOpened: nil))
         let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         let data = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         guard case .headers = headers.payload, case .data(let body) = data.payload, body.endStream else {
@@ -131,17 +137,8 @@ struct FrameConnectionScriptTests {
         #expect(refused?.code == .unavailable)
         #expect(refused?.message.contains("too_many_pings") == true, "\(String(describing: refused))")
 
-        let call = UnaryCall(headers: [:], message: [], deadline: nil, maxResponseBytes: 1024, streamOpened: nil)
-        let loop = self.channel.testingEventLoop
-        let handler = self.handler
-        let late = Task {
-            try await withCheckedThrowingContinuation { continuation in
-                loop.execute {
-                    guard call.begin(continuation, on: loop) else { return }
-                    handler.open(call)
-                }
-            }
-        }
+        let late = self.begin(
+            UnaryCall(headers: [:], message: [], deadline: nil, maxResponseBytes: 1024, streamOpened: nil))
         let closing = await #expect(throws: RPCError.self) { _ = try await late.value }
         #expect(closing?.message.contains("is closing") == true)
         #expect(self.channel.isActive, "a call is still open")
