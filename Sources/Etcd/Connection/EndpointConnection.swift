@@ -9,8 +9,9 @@ import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
-/// The connection to one etcd member: unary calls on a ``FrameChannel``, streams through a gRPC
-/// client and its service stubs, and what we know of the member.
+/// The connection to one etcd member: unary calls, watch and lease keepalive on a ``FrameChannel``;
+/// snapshot, range stream and election observe through a gRPC client and its stubs; and what we
+/// know of the member.
 package final class EndpointConnection: Sendable {
     let endpoint: EtcdEndpoint
     /// Unary calls, the watch and the lease keepalive streams (see ``unary(_:_:metadata:options:)`` and
@@ -20,11 +21,6 @@ package final class EndpointConnection: Sendable {
     let grpc: GRPCClient<TrackingTransport>
     let kv: Etcdserverpb_KV.Client<TrackingTransport>
     let maintenance: Etcdserverpb_Maintenance.Client<TrackingTransport>
-    let auth: Etcdserverpb_Auth.Client<TrackingTransport>
-    let watch: Etcdserverpb_Watch.Client<TrackingTransport>
-    let lease: Etcdserverpb_Lease.Client<TrackingTransport>
-    let cluster: Etcdserverpb_Cluster.Client<TrackingTransport>
-    package let lock: V3lockpb_Lock.Client<TrackingTransport>
     package let election: V3electionpb_Election.Client<TrackingTransport>
 
     private struct State {
@@ -137,11 +133,6 @@ package final class EndpointConnection: Sendable {
         }
         self.kv = .init(wrapping: self.grpc)
         self.maintenance = .init(wrapping: self.grpc)
-        self.auth = .init(wrapping: self.grpc)
-        self.watch = .init(wrapping: self.grpc)
-        self.lease = .init(wrapping: self.grpc)
-        self.cluster = .init(wrapping: self.grpc)
-        self.lock = .init(wrapping: self.grpc)
         self.election = .init(wrapping: self.grpc)
     }
 

@@ -15,7 +15,8 @@ final class AtomicFlag: Sendable {
 /// A mutation may only be retried when it provably never left the client; a call whose stream was
 /// never opened (no connection, connection refused, channel in transient failure) qualifies.
 package struct TrackingTransport: ClientTransport {
-    /// Set by the transport when the current call opened a stream to the server.
+    /// Set when the current call opened a stream to the server: by this transport for grpc-swift's
+    /// calls, by `FrameConnectionHandler` for the frame path's.
     @TaskLocal static var streamOpened: AtomicFlag?
 
     package typealias Bytes = HTTP2ClientTransport.Posix.Bytes
