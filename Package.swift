@@ -119,10 +119,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "etcd-swift-bench",
-            dependencies: [
-                "Etcd", .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
+            dependencies: ["Etcd"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

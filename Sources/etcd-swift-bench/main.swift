@@ -15,12 +15,11 @@
 //   etcd-swift-bench [global flags] lease-scale --leases N --seconds S   (N leases kept alive by one client)
 //
 // After a workload, a sample of what it wrote is read back; a mismatch is reported and exits 3.
-// ETCD_BENCH_NIO_EXECUTOR=1 runs Swift concurrency's global executor on NIO's event loops (an
-// application-wide choice, see README).
+// ETCD_BENCH_CLIENT_EXECUTOR=1 runs the workers (and the watch workload's watchers and writer) in
+// tasks that prefer their client's `taskExecutor`, as README recommends for code that makes many calls
+// in a row; by default they are plain tasks on Swift's global executor.
 import Etcd
 import Foundation
-import NIOCore
-import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -105,6 +104,14 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted.isEmpty ? 0 : sorted[Int(Double(sorted.count - 1) * p)]
 }
 
+/// Whether workers prefer their client's task executor (`ETCD_BENCH_CLIENT_EXECUTOR=1`).
+let onClientExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_CLIENT_EXECUTOR"] == "1"
+
+/// The executor a worker calling `client` prefers: its `taskExecutor`, or none (Swift's global executor).
+func preference(_ client: EtcdClient) -> (any TaskExecutor)? {
+    onClientExecutor ? client.taskExecutor : nil
+}
+
 /// Spreads `total` calls of `op` over `workers` tasks, round-robin over the clients (Go's `run`).
 func run(
     _ clients: [EtcdClient],
@@ -120,7 +127,7 @@ func run(
     await withTaskGroup(of: Void.self) { group in
         for worker in 0..<workers {
             let client = clients[worker % clients.count]
-            group.addTask {
+            group.addTask(executorPreference: preference(client)) {
                 while true {
                     let i = next.next()
                     if i >= total { return }
@@ -247,7 +254,7 @@ func benchmark() async -> String {
             let start: ContinuousClock.Instant = await withTaskGroup(of: Void.self) { watchGroup in
                 for w in 0..<watchers {
                     let client = runningClients[w % runningClients.count]
-                    watchGroup.addTask {
+                    watchGroup.addTask(executorPreference: preference(client)) {
                         try? await client.watch(prefix, options: .prefix) { responses in
                             _ = ready.next()
                             var seen = 0
@@ -274,10 +281,14 @@ func benchmark() async -> String {
                     try? await Task.sleep(for: .milliseconds(1))
                 }
                 let start = clock.now
-                for i in 0..<writes {
-                    let now = clock.now
-                    sent.withLock { $0[i] = now }
-                    do { try await runningClients[0].put("\(prefix)\(i)", value: value) } catch { errors += 1 }
+                errors = await withTaskExecutorPreference(preference(runningClients[0])) {
+                    var errors = 0
+                    for i in 0..<writes {
+                        let now = clock.now
+                        sent.withLock { $0[i] = now }
+                        do { try await runningClients[0].put("\(prefix)\(i)", value: value) } catch { errors += 1 }
+                    }
+                    return errors
                 }
                 await watchGroup.waitForAll()
                 return start
@@ -316,7 +327,4 @@ func benchmark() async -> String {
     return output
 }
 
-if ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_EXECUTOR"] == "1" {
-    _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-}
 print(await benchmark())

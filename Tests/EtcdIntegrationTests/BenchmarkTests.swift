@@ -21,8 +21,12 @@ struct BenchmarkTests {
 
     /// Runs the benchmark to its end (EtcdTestProcess waits for it on a thread of its own, not on
     /// one of Swift's cooperative threads).
-    private func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await EtcdTestProcess.run(try self.benchmark(), arguments, timeout: .seconds(60))
+    private func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (
+        status: Int32, output: String
+    ) {
+        try await EtcdTestProcess.run(
+            try self.benchmark(), arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, timeout: .seconds(60))
     }
 
     private func json(_ output: String) throws -> [String: Any] {
@@ -30,8 +34,11 @@ struct BenchmarkTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
 
-    @Test("each workload prints peer-bench's fields, counts its operations, and reads back a sample of its writes")
-    func workloads() async throws {
+    @Test(
+        "each workload prints peer-bench's fields, counts its operations, and reads back a sample of its writes",
+        arguments: [false, true])
+    func workloads(onClientExecutor: Bool) async throws {
+        let environment = onClientExecutor ? ["ETCD_BENCH_CLIENT_EXECUTOR": "1"] : [:]
         try await withEtcdTestCluster { cluster in
             let endpoint = cluster.clientEndpoints[0]
             let fields = [
@@ -43,7 +50,8 @@ struct BenchmarkTests {
                 (["txn", "--total", "100"], 100), (["lease", "--total", "50"], 50),
                 (["watch", "--watchers", "2", "--total", "100"], 200),
             ] {
-                let (status, output) = try await self.run(["--endpoints", endpoint, "--clients", "4"] + command)
+                let (status, output) = try await self.run(
+                    ["--endpoints", endpoint, "--clients", "4"] + command, environment: environment)
                 #expect(status == 0, "\(command[0]): \(output)")
                 let result = try self.json(output)
                 #expect(Set(result.keys) == Set(fields), "\(command[0])")

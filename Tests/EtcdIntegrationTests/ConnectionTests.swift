@@ -45,6 +45,32 @@ struct ConnectionTests {
         }
     }
 
+    @Test("every endpoint's calls run on the client's task executor; code under it makes calls without leaving it")
+    func oneExecutorForAllEndpoints() async throws {
+        try await withEtcd(members: 3) { _, client in
+            let executor = client.executor
+            #expect((client.taskExecutor as? EventLoopTaskExecutor) === executor)
+            #expect(client.connections.count == 3)
+            for (index, connection) in client.connections.enumerated() {
+                let onClientExecutor = try await client.call("Range", retry: .idempotent, pinned: connection) {
+                    _, _, _ in executor.isCurrent
+                }
+                #expect(onClientExecutor, "calls to endpoint \(index) run on the client's executor")
+            }
+            // Calls go round-robin over the three endpoints; from code that prefers the client's
+            // executor they complete like any others (nothing waits on the thread it runs on).
+            let values = try await withTaskExecutorPreference(client.taskExecutor) {
+                var values: [String] = []
+                for i in 0..<6 {
+                    try await client.put("executor/\(i)", value: "v\(i)")
+                    values += try await client.get("executor/\(i)").kvs.map(\.valueString)
+                }
+                return values
+            }
+            #expect(values == (0..<6).map { "v\($0)" })
+        }
+    }
+
     @Test("shutdown before run lets run return at once; a second run is refused")
     func lifecycle() async throws {
         let early = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]))

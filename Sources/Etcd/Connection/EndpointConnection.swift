@@ -31,22 +31,21 @@ package final class EndpointConnection: Sendable {
         var serverVersion: EtcdServerVersion?
     }
     private let state = Mutex(State())
-    /// The event loop every TCP connection to the endpoint uses, as a task executor: unary calls
-    /// prefer it, so their continuations resume on the connection's thread instead of hopping to
-    /// Swift's pool and back.
+    /// The event loop every TCP connection to the endpoint uses (the client's, shared by all its
+    /// endpoints), as a task executor: unary calls prefer it, so their continuations resume on the
+    /// connection's thread instead of hopping to Swift's pool and back.
     package let loopExecutor: EventLoopTaskExecutor
 
     init(
         endpoint: EtcdEndpoint,
         configuration: EtcdClient.Configuration,
         metrics: EtcdClientMetrics?,
-        logger: Logger
+        logger: Logger,
+        executor: EventLoopTaskExecutor
     ) throws(EtcdClientError) {
         self.endpoint = endpoint
-        // One loop of NIO's shared group per endpoint, chosen now (round robin), so the executor is
-        // known before the first connection exists.
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-        self.loopExecutor = EventLoopTaskExecutor(eventLoop)
+        self.loopExecutor = executor
+        let eventLoop = executor.eventLoop
         let target: any ResolvableTarget
         switch endpoint.host {
         case .ipv4(let host): target = .ipv4(address: host, port: endpoint.port)
