@@ -156,6 +156,8 @@ let package = Package(
             dependencies: [
                 "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdConfigProvider", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -1,9 +1,13 @@
-// SPDX-License-Identifier: Apache-2.0
-import Etcd
+import EtcdAPI
 import EtcdConcurrency
 import EtcdTesting
 import Foundation
+import GRPCCore
+import SwiftProtobuf
 import Testing
+
+// SPDX-License-Identifier: Apache-2.0
+@testable import Etcd
 
 /// Unary calls travel as frames on a connection of their own (FrameChannel): what a gRPC client
 /// does for them, checked against etcd.
@@ -135,6 +139,48 @@ struct ClientConnectionTests {
                 }
             }
             #expect(after <= before)
+        }
+    }
+
+    @Test("when a connection's stream IDs run out, calls go on over a new connection and the drained one closes")
+    func streamIDsRunOut() async throws {
+        try await withEtcd { cluster, client in
+            let member = cluster.members[0]
+            try await client.put("ids/seed", value: "v")
+            let connection = try #require(client.connections.first)
+            var settings = connection.frameChannel.settings
+            settings.lastStreamID = 9  // five calls per connection: streams 1, 3, 5, 7 and 9
+            let channel = FrameChannel(
+                eventLoop: connection.loopExecutor.eventLoop, settings: settings, endpoint: "ids test")
+            defer { channel.shutdown() }
+            let before = try self.openDescriptors(of: member)
+            @Sendable func put(_ i: Int) async throws {
+                var request = Etcdserverpb_PutRequest()
+                request.key = Data("ids/\(i)".utf8)
+                request.value = Data("v\(i)".utf8)
+                _ = try await channel.call(
+                    path: "/etcdserverpb.KV/Put", message: try request.serializedBytes(), metadata: Metadata(),
+                    timeout: .seconds(10), maxResponseBytes: 1 << 20, streamOpened: nil)
+            }
+            // One after another: three connections.
+            for i in 0..<12 { try await put(i) }
+            // At once: calls that queue for a new connection beyond its last stream ID go on another.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 12..<24 { group.addTask { try await put(i) } }
+                try await group.waitForAll()
+            }
+            let written = try await client.get("ids/", options: .prefix).kvs.filter { $0.keyString != "ids/seed" }
+            #expect(Set(written.map(\.valueString)) == Set((0..<24).map { "v\($0)" }))
+            // Each drained connection closed once its last call ended: the server holds one more
+            // socket than before (the connection still taking calls), not one per connection made.
+            let after = try await within(.seconds(10), "etcd to see the drained connections close") {
+                while true {
+                    let count = try self.openDescriptors(of: member)
+                    if count <= before + 1 { return count }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(after <= before + 1)
         }
     }
 }

@@ -43,6 +43,9 @@ final class FrameChannel: @unchecked Sendable {
         var keepAlive: PingAnsweringHandler.KeepAlive?
         var initialBackoff: Duration
         var maxBackoff: Duration
+        /// The last client stream ID a connection uses (HTTP/2 allows up to 2^31 - 1); the call
+        /// after it goes on a new connection while the old one drains. Lowered only by tests.
+        var lastStreamID: Int32 = .max
     }
 
     let eventLoop: any EventLoop
@@ -273,7 +276,8 @@ final class FrameChannel: @unchecked Sendable {
         case .connecting(let connecting, let calls) where connecting === handler:
             self.state = .ready(handler)
             self.failedAttempts = 0
-            for call in calls { call.open(on: handler) }
+            // Through dispatch: should the connection run out of stream IDs, the rest go to a new one.
+            for call in calls { self.dispatch(call) }
         case .shutDown:
             handler.drain()
         default:

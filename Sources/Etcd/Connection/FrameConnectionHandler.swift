@@ -22,6 +22,8 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var calls: [HTTP2StreamID: UnaryCall] = [:]
     private var streams: [HTTP2StreamID: StreamCall] = [:]
     private var nextStreamID: Int32 = 1
+    /// The last stream ID went to a call: this connection takes no more.
+    private var usedLastStreamID = false
     /// Received DATA bytes not yet returned to the connection window.
     private var unacknowledged = 0
     /// The server's SETTINGS arrived.
@@ -48,6 +50,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func open(_ call: UnaryCall) {
         guard let (context, streamID) = self.newStream(for: call) else { return }
         self.calls[streamID] = call
+        if self.usedLastStreamID { self.startDraining() }
         call.opened(on: self, streamID: streamID)
         call.streamOpened?.set()
         var body = context.channel.allocator.buffer(capacity: 5 + call.message.count)
@@ -74,6 +77,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func openStream(_ stream: StreamCall) {
         guard let (context, streamID) = self.newStream(for: stream) else { return }
         self.streams[streamID] = stream
+        if self.usedLastStreamID { self.startDraining() }
         let (pending, finished) = stream.opened(on: self, streamID: streamID)
         context.write(
             self.wrapOutboundOut(
@@ -118,12 +122,16 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         return (context, self.newStreamID())
     }
 
-    /// Stream IDs never repeat on a connection: when they run out, the next call needs a new one.
+    /// Stream IDs never repeat on a connection: after the last one, the next call needs a new
+    /// connection (the caller drains this one once it has registered the call).
     private func newStreamID() -> HTTP2StreamID {
-        let streamID = HTTP2StreamID(self.nextStreamID)
-        self.nextStreamID += 2
-        if self.nextStreamID > Int32.max - 2 { self.startDraining() }
-        return streamID
+        let streamID = self.nextStreamID
+        if streamID >= self.owner.settings.lastStreamID - 1 {
+            self.usedLastStreamID = true
+        } else {
+            self.nextStreamID += 2
+        }
+        return HTTP2StreamID(streamID)
     }
 
     /// Flushes once the event loop has run the jobs already queued: calls that start together
