@@ -148,6 +148,56 @@ struct FrameConnectionScriptTests {
         #expect(!self.channel.isActive, "its last call done, the drained connection closes")
     }
 
+    @Test(
+        "malformed answers end their calls with internalError: no grpc-status, no trailers, a compressed message; the connection serves on"
+    )
+    func malformedAnswers() async throws {
+        func frame(_ message: [UInt8], compressed: Bool = false) -> ByteBuffer {
+            var body = ByteBuffer()
+            body.writeInteger(UInt8(compressed ? 1 : 0))
+            body.writeInteger(UInt32(message.count))
+            body.writeBytes(message)
+            return body
+        }
+        // Trailers without grpc-status.
+        let (first, firstStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: firstStream, payload: .headers(.init(headers: [":status": "200"]))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: firstStream, payload: .data(.init(data: .byteBuffer(frame([1]))))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: firstStream, payload: .headers(.init(headers: ["x-other": "1"], endStream: true))))
+        let noStatus = await #expect(throws: RPCError.self) { _ = try await first.value }
+        #expect(noStatus?.code == .internalError)
+        #expect(noStatus?.message.contains("no gRPC status") == true, "\(String(describing: noStatus))")
+
+        // The stream ended by its DATA frame: no trailers at all.
+        let (second, secondStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: secondStream, payload: .headers(.init(headers: [":status": "200"]))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: secondStream, payload: .data(.init(data: .byteBuffer(frame([2])), endStream: true))))
+        let noTrailers = await #expect(throws: RPCError.self) { _ = try await second.value }
+        #expect(noTrailers?.code == .internalError)
+
+        // A compressed message, which the client never asked for.
+        let (third, thirdStream) = try await self.start()
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: thirdStream, payload: .headers(.init(headers: [":status": "200"]))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: thirdStream, payload: .data(.init(data: .byteBuffer(frame([3], compressed: true))))))
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: thirdStream, payload: .headers(.init(headers: ["grpc-status": "0"], endStream: true))))
+        let compressed = await #expect(throws: RPCError.self) { _ = try await third.value }
+        #expect(compressed?.code == .internalError)
+        #expect(compressed?.message.contains("not one gRPC message") == true, "\(String(describing: compressed))")
+
+        let (fourth, fourthStream) = try await self.start()
+        try await self.respond(on: fourthStream, message: [4])
+        #expect(Array(try await fourth.value.readableBytesView) == [4])
+        #expect(self.channel.isActive)
+    }
+
     @Test("a trailers-only error answer and a non-200 status end their calls with the mapped codes")
     func errorAnswers() async throws {
         let (first, firstStream) = try await self.start()
