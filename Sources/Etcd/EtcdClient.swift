@@ -35,6 +35,7 @@ public final class EtcdClient: Sendable {
     /// The endpoints' connections; replaced by ``sync()`` and ``setEndpoints(_:)``.
     private let connectionList: ConnectionList
     package var connections: [EndpointConnection] { self.connectionList.current }
+    /// The event loop all of the client's connections run on (see ``taskExecutor``).
     package let executor: EventLoopTaskExecutor
 
     /// The thread that does this client's network I/O, as a task executor: code that makes many
