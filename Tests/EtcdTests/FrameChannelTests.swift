@@ -105,17 +105,24 @@ struct FrameConnectionScriptTests {
         return (task, headers.streamID)
     }
 
-    private func respond(on streamID: HTTP2StreamID, message: [UInt8]) async throws {
+    /// Answers the call on `streamID`: response headers, `message` as one gRPC frame (flagged
+    /// compressed if asked), and `trailers`, or none with the DATA frame ending the stream.
+    private func respond(
+        on streamID: HTTP2StreamID, message: [UInt8], compressed: Bool = false,
+        trailers: HPACKHeaders? = ["grpc-status": "0"]
+    ) async throws {
         var body = ByteBuffer()
-        body.writeInteger(UInt8(0))
+        body.writeInteger(UInt8(compressed ? 1 : 0))
         body.writeInteger(UInt32(message.count))
         body.writeBytes(message)
         try await self.channel.writeInbound(
             HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: [":status": "200"]))))
         try await self.channel.writeInbound(
-            HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body)))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: ["grpc-status": "0"], endStream: true))))
+            HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body), endStream: trailers == nil))))
+        if let trailers {
+            try await self.channel.writeInbound(
+                HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: trailers, endStream: true))))
+        }
     }
 
     @Test(
@@ -152,42 +159,22 @@ struct FrameConnectionScriptTests {
         "malformed answers end their calls with internalError: no grpc-status, no trailers, a compressed message; the connection serves on"
     )
     func malformedAnswers() async throws {
-        func frame(_ message: [UInt8], compressed: Bool = false) -> ByteBuffer {
-            var body = ByteBuffer()
-            body.writeInteger(UInt8(compressed ? 1 : 0))
-            body.writeInteger(UInt32(message.count))
-            body.writeBytes(message)
-            return body
-        }
         // Trailers without grpc-status.
         let (first, firstStream) = try await self.start()
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: firstStream, payload: .headers(.init(headers: [":status": "200"]))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: firstStream, payload: .data(.init(data: .byteBuffer(frame([1]))))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: firstStream, payload: .headers(.init(headers: ["x-other": "1"], endStream: true))))
+        try await self.respond(on: firstStream, message: [1], trailers: ["x-other": "1"])
         let noStatus = await #expect(throws: RPCError.self) { _ = try await first.value }
         #expect(noStatus?.code == .internalError)
         #expect(noStatus?.message.contains("no gRPC status") == true, "\(String(describing: noStatus))")
 
         // The stream ended by its DATA frame: no trailers at all.
         let (second, secondStream) = try await self.start()
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: secondStream, payload: .headers(.init(headers: [":status": "200"]))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: secondStream, payload: .data(.init(data: .byteBuffer(frame([2])), endStream: true))))
+        try await self.respond(on: secondStream, message: [2], trailers: nil)
         let noTrailers = await #expect(throws: RPCError.self) { _ = try await second.value }
         #expect(noTrailers?.code == .internalError)
 
         // A compressed message, which the client never asked for.
         let (third, thirdStream) = try await self.start()
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: thirdStream, payload: .headers(.init(headers: [":status": "200"]))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: thirdStream, payload: .data(.init(data: .byteBuffer(frame([3], compressed: true))))))
-        try await self.channel.writeInbound(
-            HTTP2Frame(streamID: thirdStream, payload: .headers(.init(headers: ["grpc-status": "0"], endStream: true))))
+        try await self.respond(on: thirdStream, message: [3], compressed: true)
         let compressed = await #expect(throws: RPCError.self) { _ = try await third.value }
         #expect(compressed?.code == .internalError)
         #expect(compressed?.message.contains("not one gRPC message") == true, "\(String(describing: compressed))")
