@@ -45,7 +45,7 @@ struct ConnectionTests {
         }
     }
 
-    @Test("every endpoint's calls run on the client's task executor; code under it makes calls without leaving it")
+    @Test("every endpoint's calls run on the client's task executor; calls from code that prefers it complete")
     func oneExecutorForAllEndpoints() async throws {
         try await withEtcd(members: 3) { _, client in
             let executor = client.executor
