@@ -118,7 +118,7 @@ package final class EndpointConnection: Sendable {
             self.grpc = GRPCClient(transport: TrackingTransport(base: transport), interceptors: interceptors)
             self.frameChannel = FrameChannel(
                 eventLoop: eventLoop,
-                settings: try Self.unarySettings(
+                settings: try Self.frameSettings(
                     endpoint: endpoint, configuration: configuration, keepAlive: keepAlive),
                 endpoint: endpoint.description
             )
@@ -232,7 +232,7 @@ package final class EndpointConnection: Sendable {
 
     /// Where and how ``frameChannel`` connects: the same host, TLS settings, authority and
     /// keepalive as the gRPC transport.
-    private static func unarySettings(
+    private static func frameSettings(
         endpoint: EtcdEndpoint,
         configuration: EtcdClient.Configuration,
         keepAlive: PingAnsweringHandler.KeepAlive?

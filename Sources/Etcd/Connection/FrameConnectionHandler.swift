@@ -53,10 +53,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         if self.usedLastStreamID { self.startDraining() }
         call.opened(on: self, streamID: streamID)
         call.streamOpened?.set()
-        var body = context.channel.allocator.buffer(capacity: 5 + call.message.count)
-        body.writeInteger(UInt8(0))  // not compressed
-        body.writeInteger(UInt32(call.message.count))
-        body.writeBytes(call.message)
+        let body = context.channel.allocator.grpcMessage(call.message)
         context.write(
             self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: call.headers)))),
             promise: nil)
@@ -208,26 +205,30 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             return
         }
-        if self.calls[frame.streamID] == nil, let stream = self.streams[frame.streamID] {
-            self.streamRead(stream, frame, context: context)
-            return
+        var count = 0
+        if case .data(let payload) = frame.payload {
+            // Every DATA frame counts against the connection window, a late one for an ended call
+            // too; padding counts as well (its length byte included).
+            count = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
+            self.acknowledge(count, unacknowledged: &self.unacknowledged, streamID: .rootStream, context: context)
         }
+        if let call = self.calls[frame.streamID] {
+            self.callRead(call, frame, count: count, context: context)
+        } else if let stream = self.streams[frame.streamID] {
+            self.streamRead(stream, frame, count: count, context: context)
+        }
+    }
+
+    /// A frame of a unary call: the response collects until its trailers (or a DATA frame that
+    /// ends the stream) complete the call.
+    private func callRead(_ call: UnaryCall, _ frame: HTTP2Frame, count: Int, context: ChannelHandlerContext) {
         switch frame.payload {
         case .data(let payload):
-            // Padding counts against the windows too (its length byte included).
-            let count = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
-            self.acknowledge(count, unacknowledged: &self.unacknowledged, streamID: .rootStream, context: context)
-            guard let call = self.calls[frame.streamID], case .byteBuffer(let bytes) = payload.data else { return }
+            guard case .byteBuffer(let bytes) = payload.data else { return }
             call.append(bytes)
             if let length = call.announcedLength, length > call.maxResponseBytes {
                 self.fail(
-                    call, frame.streamID,
-                    RPCError(
-                        code: .resourceExhausted,
-                        message: """
-                            Message has exceeded the configured maximum payload size \
-                            (max: \(call.maxResponseBytes), actual: \(length))
-                            """),
+                    call, frame.streamID, .messageTooLarge(max: call.maxResponseBytes, actual: length),
                     reset: !payload.endStream)
                 return
             }
@@ -238,7 +239,6 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                     count, unacknowledged: &call.unacknowledged, streamID: frame.streamID, context: context)
             }
         case .headers(let payload):
-            guard let call = self.calls[frame.streamID] else { return }
             if !call.receivedHeaders {
                 call.receivedHeaders = true
                 if let error = Self.httpStatusError(payload.headers) {
@@ -251,7 +251,6 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 self.finish(call, frame.streamID, trailers: payload.headers)
             }
         case .rstStream(let code):
-            guard let call = self.calls[frame.streamID] else { return }
             self.fail(call, frame.streamID, Self.resetError(code), reset: false)
         default:
             break
@@ -260,12 +259,10 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// A frame of a stream: messages go to the stream as they become whole; its windows are
     /// returned at once (a watch bounds its memory itself, by suspending slow watches).
-    private func streamRead(_ stream: StreamCall, _ frame: HTTP2Frame, context: ChannelHandlerContext) {
+    private func streamRead(_ stream: StreamCall, _ frame: HTTP2Frame, count: Int, context: ChannelHandlerContext) {
         let streamID = frame.streamID
         switch frame.payload {
         case .data(let payload):
-            let count = payload.data.readableBytes + (payload.paddingBytes.map { $0 + 1 } ?? 0)
-            self.acknowledge(count, unacknowledged: &self.unacknowledged, streamID: .rootStream, context: context)
             if !payload.endStream {
                 self.acknowledge(count, unacknowledged: &stream.unacknowledged, streamID: streamID, context: context)
             }
@@ -273,8 +270,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 do {
                     try stream.receive(bytes)
                 } catch {
-                    self.forgetStream(streamID, reset: !payload.endStream)
-                    stream.end(error, reset: false)
+                    self.failStream(stream, streamID, error, reset: !payload.endStream)
                     return
                 }
             }
@@ -283,8 +279,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             if !stream.receivedHeaders {
                 stream.receivedHeaders = true
                 if let error = Self.httpStatusError(payload.headers) {
-                    self.forgetStream(streamID, reset: !payload.endStream)
-                    stream.end(error, reset: false)
+                    self.failStream(stream, streamID, error, reset: !payload.endStream)
                 } else if payload.endStream {
                     self.finishStream(stream, streamID, trailers: payload.headers)
                 }
@@ -292,8 +287,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 self.finishStream(stream, streamID, trailers: payload.headers)
             }
         case .rstStream(let code):
-            self.forgetStream(streamID, reset: false)
-            stream.end(Self.resetError(code), reset: false)
+            self.failStream(stream, streamID, Self.resetError(code), reset: false)
         default:
             break
         }
@@ -340,8 +334,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             if let call = self.calls[closed.streamID] {
                 self.fail(call, closed.streamID, error, reset: false)
             } else if let stream = self.streams[closed.streamID] {
-                self.forgetStream(closed.streamID, reset: false)
-                stream.end(error, reset: false)
+                self.failStream(stream, closed.streamID, error, reset: false)
             }
         }
         context.fireUserInboundEventTriggered(event)
@@ -355,8 +348,7 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             if let call = self.calls[streamError.streamID] {
                 self.fail(call, streamError.streamID, failure, reset: false)
             } else if let stream = self.streams[streamError.streamID] {
-                self.forgetStream(streamError.streamID, reset: false)
-                stream.end(failure, reset: false)
+                self.failStream(stream, streamError.streamID, failure, reset: false)
             }
             return
         }
@@ -395,6 +387,11 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func fail(_ call: UnaryCall, _ streamID: HTTP2StreamID, _ error: RPCError, reset: Bool) {
         self.forget(streamID, reset: reset)
         call.end(error, reset: false)
+    }
+
+    private func failStream(_ stream: StreamCall, _ streamID: HTTP2StreamID, _ error: any Error, reset: Bool) {
+        self.forgetStream(streamID, reset: reset)
+        stream.end(error, reset: false)
     }
 
     /// Completes a call from its trailers (nil when the server ended the stream with DATA).
@@ -471,5 +468,38 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension ByteBufferAllocator {
+    /// `message` as one gRPC length-prefixed message, uncompressed.
+    func grpcMessage(_ message: [UInt8]) -> ByteBuffer {
+        var framed = self.buffer(capacity: 5 + message.count)
+        framed.writeInteger(UInt8(0))  // not compressed
+        framed.writeInteger(UInt32(message.count))
+        framed.writeBytes(message)
+        return framed
+    }
+}
+
+extension ByteBuffer {
+    /// Appends `bytes`, taking them as they are while this buffer is empty (no copy).
+    mutating func append(received bytes: ByteBuffer) {
+        if self.readableBytes == 0 {
+            self = bytes
+        } else {
+            var bytes = bytes
+            self.writeBuffer(&bytes)
+        }
+    }
+}
+
+extension RPCError {
+    /// A response message over the receive limit, in grpc-swift's words (which
+    /// `EtcdClientError.from` maps to `responseTooLarge`).
+    static func messageTooLarge(max: Int, actual: Int) -> RPCError {
+        RPCError(
+            code: .resourceExhausted,
+            message: "Message has exceeded the configured maximum payload size (max: \(max), actual: \(actual))")
     }
 }

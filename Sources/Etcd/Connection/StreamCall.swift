@@ -60,10 +60,7 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     /// Sends one request (a serialized message), now or once the stream is open.
     func send(_ message: [UInt8], allocator: ByteBufferAllocator) {
         guard self.phase != .ended, !self.sendingFinished else { return }
-        var framed = allocator.buffer(capacity: 5 + message.count)
-        framed.writeInteger(UInt8(0))  // not compressed
-        framed.writeInteger(UInt32(message.count))
-        framed.writeBytes(message)
+        let framed = allocator.grpcMessage(message)
         if let stream = self.stream {
             stream.handler.write(framed, on: stream.id, endStream: false)
         } else {
@@ -83,22 +80,12 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     /// Takes received bytes and hands on every message now whole.
     /// - Throws: `RPCError` for a message over the limit or compressed; whatever `onMessage` throws.
     func receive(_ bytes: ByteBuffer) throws {
-        if self.inbound.readableBytes == 0 {
-            self.inbound = bytes
-        } else {
-            var bytes = bytes
-            self.inbound.writeBuffer(&bytes)
-        }
+        self.inbound.append(received: bytes)
         while let flag = self.inbound.getInteger(at: self.inbound.readerIndex, as: UInt8.self),
             let length = self.inbound.getInteger(at: self.inbound.readerIndex + 1, as: UInt32.self)
         {
             guard Int(length) <= self.maxMessageBytes else {
-                throw RPCError(
-                    code: .resourceExhausted,
-                    message: """
-                        Message has exceeded the configured maximum payload size \
-                        (max: \(self.maxMessageBytes), actual: \(length))
-                        """)
+                throw RPCError.messageTooLarge(max: self.maxMessageBytes, actual: Int(length))
             }
             guard flag == 0 else {
                 throw RPCError(

@@ -77,14 +77,7 @@ final class UnaryCall: ChannelCall, @unchecked Sendable {
         self.stream = (handler, streamID)
     }
 
-    func append(_ bytes: ByteBuffer) {
-        if self.response.readableBytes == 0 {
-            self.response = bytes
-        } else {
-            var bytes = bytes
-            self.response.writeBuffer(&bytes)
-        }
-    }
+    func append(_ bytes: ByteBuffer) { self.response.append(received: bytes) }
 
     /// The message length the response's gRPC frame announces, once its prefix has arrived.
     var announcedLength: Int? {
