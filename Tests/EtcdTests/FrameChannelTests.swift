@@ -185,6 +185,46 @@ struct FrameConnectionScriptTests {
         #expect(self.channel.isActive)
     }
 
+    @Test("calls started together share writes, at most four requests to a write; a lone call is written at once")
+    func requestsShareWrites() async throws {
+        let recorder = FlushRecorder()
+        try await self.channel.pipeline.addHandler(recorder, position: .first)
+        // Six calls begun in one job of the event loop, as tasks resumed by one read are.
+        let (continuations, sink) = AsyncStream.makeStream(of: CheckedContinuation<ByteBuffer, any Error>.self)
+        let tasks = (0..<6).map { _ in
+            Task { try await withCheckedThrowingContinuation { sink.yield($0) } }
+        }
+        var gathered: [CheckedContinuation<ByteBuffer, any Error>] = []
+        for await continuation in continuations {
+            gathered.append(continuation)
+            if gathered.count == tasks.count { break }
+        }
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        let started = gathered
+        try await loop.executeInContext {
+            for (index, continuation) in started.enumerated() {
+                let call = UnaryCall(
+                    headers: [":path": "/test"], message: [UInt8(index)], deadline: nil, maxResponseBytes: 1024,
+                    streamOpened: nil)
+                if call.begin(continuation, on: loop) { handler.open(call) }
+            }
+        }
+        await loop.run()
+        // Frames per flush (HEADERS and DATA per request): the first call had the connection to
+        // itself; the next four fill a write; the sixth goes out once the loop has run its queue.
+        let framesPerFlush = try await loop.executeInContext { recorder.framesPerFlush }
+        #expect(framesPerFlush == [2, 8, 2])
+
+        // Each call's answer is its own request's byte (which task holds which call is not known).
+        for index in tasks.indices {
+            try await self.respond(on: HTTP2StreamID(2 * index + 1), message: [UInt8(index)])
+        }
+        var answers: [UInt8] = []
+        for task in tasks { answers += Array(try await task.value.readableBytesView) }
+        #expect(answers.sorted() == (0..<6).map { UInt8($0) })
+    }
+
     @Test("a trailers-only error answer and a non-200 status end their calls with the mapped codes")
     func errorAnswers() async throws {
         let (first, firstStream) = try await self.start()
@@ -209,5 +249,23 @@ struct FrameConnectionScriptTests {
         let (third, thirdStream) = try await self.start()
         try await self.respond(on: thirdStream, message: [])
         #expect(try await third.value.readableBytes == 0)
+    }
+}
+
+/// Counts the frames written between flushes.
+private final class FlushRecorder: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = HTTP2Frame
+    private var written = 0
+    private(set) var framesPerFlush: [Int] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        self.written += 1
+        context.write(data, promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if self.written > 0 { self.framesPerFlush.append(self.written) }
+        self.written = 0
+        context.flush()
     }
 }
