@@ -10,11 +10,18 @@ public protocol EtcdBytes: Sendable {
 }
 
 extension String: EtcdBytes {
-    public var etcdData: Data { Data(self.utf8) }
+    public var etcdData: Data {
+        // Copied from the contiguous UTF-8 (Data's generic initializer casts dynamically first).
+        var string = self
+        return string.withUTF8 { Data(buffer: $0) }
+    }
 }
 
 extension Substring: EtcdBytes {
-    public var etcdData: Data { Data(self.utf8) }
+    public var etcdData: Data {
+        var string = self
+        return string.withUTF8 { Data(buffer: $0) }
+    }
 }
 
 extension Array: EtcdBytes where Element == UInt8 {

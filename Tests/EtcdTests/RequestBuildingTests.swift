@@ -9,6 +9,17 @@ private func bytes(_ s: String) -> Data { Data(s.utf8) }
 
 @Suite("Request building")
 struct RequestBuildingTests {
+    @Test("keys and values given as text are their UTF-8 bytes, a substring only its own")
+    func textBytes() {
+        let text = "ключ/é-\u{1F511}"
+        #expect(text.etcdData == Data(text.utf8))
+        #expect(text.etcdData.count == 16)
+        let middle = text.dropFirst(2).dropLast(2)
+        #expect(middle.etcdData == Data("юч/é".utf8))
+        #expect("".etcdData.isEmpty)
+        #expect("a".etcdData == Data([0x61]))
+    }
+
     @Test("a plain get names one key and no range end")
     func singleKey() throws {
         let r = try EtcdRequests.range(key: bytes("foo"), options: [])

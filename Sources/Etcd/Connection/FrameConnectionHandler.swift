@@ -334,19 +334,26 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // A stream closed while its call waits: reset by either side, or refused by a GOAWAY.
         // Frames come before their events, so a call that completed normally is already gone.
-        if let closed = event as? StreamClosedEvent {
-            let reason = closed.reason.map { " (\($0))" } ?? ""
-            let error = RPCError(
-                code: .unavailable,
-                message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)"
-                    + (self.goAway.map { "; \($0)" } ?? ""))
+        // Every call's stream closes with one; the error is made only when a call still waits.
+        // Most events are others (a stream created, a window updated): comparing the type is
+        // cheaper than trying the cast on each.
+        if type(of: event) == StreamClosedEvent.self, let closed = event as? StreamClosedEvent {
             if let call = self.calls[closed.streamID] {
-                self.fail(call, closed.streamID, error, reset: false)
+                self.fail(call, closed.streamID, self.closedEarly(closed), reset: false)
             } else if let stream = self.streams[closed.streamID] {
-                self.failStream(stream, closed.streamID, error, reset: false)
+                self.failStream(stream, closed.streamID, self.closedEarly(closed), reset: false)
             }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The error of a call whose stream closed before its response ended.
+    private func closedEarly(_ closed: StreamClosedEvent) -> RPCError {
+        let reason = closed.reason.map { " (\($0))" } ?? ""
+        return RPCError(
+            code: .unavailable,
+            message: "the stream to \(self.owner.endpoint) closed before its response ended\(reason)"
+                + (self.goAway.map { "; \($0)" } ?? ""))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
