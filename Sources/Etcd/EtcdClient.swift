@@ -539,15 +539,21 @@ extension EtcdClient {
 
     /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.
     private func waitUntilRunning() async throws {
-        let deadline = min(
-            EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
+        // The deadline is worked out only when there is a wait: a running client's calls read no clock here.
+        var deadline: ContinuousClock.Instant?
         while true {
             switch self.lifecycle.withLock({ $0 }) {
             case .running: return
             case .shutDown:
                 throw EtcdClientError(code: .unavailable, message: "the client is shut down; create a new EtcdClient")
             case .idle:
-                if ContinuousClock.now >= deadline {
+                let limit =
+                    deadline
+                    ?? min(
+                        EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout,
+                        .now + self.configuration.dialTimeout)
+                deadline = limit
+                if ContinuousClock.now >= limit {
                     throw EtcdClientError(
                         code: .unavailable,
                         message: "the client is not running: call run() (or use withEtcdClient) before making calls"

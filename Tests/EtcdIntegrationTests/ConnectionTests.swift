@@ -82,6 +82,31 @@ struct ConnectionTests {
         #expect(afterShutdown?.code == .unavailable)
     }
 
+    @Test(
+        "a call on a client whose run() never starts ends with unavailable saying so, at the dial timeout or the caller's deadline"
+    )
+    func neverRun() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .seconds(1)
+        let client = try EtcdClient(configuration: configuration)
+        defer { client.shutdown() }
+        for deadline in [nil, Duration.milliseconds(200)] {
+            let start = ContinuousClock.now
+            let error = await etcdErrorCode {
+                if let deadline {
+                    _ = try await withEtcdTimeout(deadline) { try await client.get("k") }
+                } else {
+                    _ = try await client.get("k")
+                }
+            }
+            let waited = ContinuousClock.now - start
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("call run()") == true, "\(String(describing: error))")
+            #expect(waited >= (deadline ?? .seconds(1)), "it waited for run() until its limit")
+            #expect(waited < .seconds(10))
+        }
+    }
+
     @Test("a call to an endpoint where nothing listens ends with unavailable after the dial timeout, not a hang")
     func unreachableEndpoint() async throws {
         var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
