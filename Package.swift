@@ -119,7 +119,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "etcd-swift-bench",
-            dependencies: ["Etcd"],
+            dependencies: [
+                "Etcd", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -18,8 +18,13 @@
 // ETCD_BENCH_CLIENT_EXECUTOR=1 runs the workers (and the watch workload's watchers and writer) in
 // tasks that prefer their client's `taskExecutor`, as README recommends for code that makes many calls
 // in a row; by default they are plain tasks on Swift's global executor.
+// ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1 makes NIO's event loops Swift's global executor before anything
+// runs (NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor, an
+// application's choice that README describes), so plain tasks run on the loops the clients use.
 import Etcd
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -327,4 +332,9 @@ func benchmark() async -> String {
     return output
 }
 
+if ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_GLOBAL_EXECUTOR"] == "1",
+    !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+{
+    fail("ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1: NIO's event loops could not be made Swift's global executor")
+}
 print(await benchmark())
