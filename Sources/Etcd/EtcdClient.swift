@@ -51,6 +51,12 @@ public final class EtcdClient: Sendable {
     /// semaphores): while it runs, the client's other calls, watches and lease keepalives wait.
     /// All endpoints of a client share this one thread; to spread a heavy load over several
     /// threads, use several clients (each takes the next event loop of NIO's shared group).
+    ///
+    /// An application whose tasks never block can instead make NIO's event loops Swift's global
+    /// executor, first thing in `main`, with NIOPosix's
+    /// `NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()`:
+    /// the client's loop is one of them, and a task resumed by it stays on it, so plain tasks'
+    /// calls need no hand-off either.
     public var taskExecutor: any TaskExecutor { self.executor }
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
