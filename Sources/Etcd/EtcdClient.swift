@@ -545,21 +545,17 @@ extension EtcdClient {
 
     /// Waits for ``run()`` to start (calls may race with it), up to the dial timeout.
     private func waitUntilRunning() async throws {
-        // The deadline is worked out only when there is a wait: a running client's calls read no clock here.
-        var deadline: ContinuousClock.Instant?
+        // A running client's calls return here, reading no deadline or clock.
+        if case .running = self.lifecycle.withLock({ $0 }) { return }
+        let deadline = min(
+            EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
         while true {
             switch self.lifecycle.withLock({ $0 }) {
             case .running: return
             case .shutDown:
                 throw EtcdClientError(code: .unavailable, message: "the client is shut down; create a new EtcdClient")
             case .idle:
-                let limit =
-                    deadline
-                    ?? min(
-                        EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout,
-                        .now + self.configuration.dialTimeout)
-                deadline = limit
-                if ContinuousClock.now >= limit {
+                if ContinuousClock.now >= deadline {
                     throw EtcdClientError(
                         code: .unavailable,
                         message: "the client is not running: call run() (or use withEtcdClient) before making calls"
