@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import Logging
 import Synchronization
 import Testing
 
@@ -265,6 +266,58 @@ struct LeaseFaultTests {
         }
     }
 
+    @Test(
+        "a renewal answered TTL 0 is asked again half a second later before the lease is given up (etcd < 3.5.3 answers so for a grant it has not applied yet): a lease granted meanwhile stays kept, by keepAlive and by keepAliveOnce"
+    )
+    func notFoundAskedAgain() async throws {
+        try await withEtcdTestCluster(.init(members: 3)) { cluster in
+            let leader = try await cluster.leaderIndex()
+            let member = cluster.members[(leader + 1) % 3]
+            let (rechecks, recheck) = AsyncStream.makeStream(of: Int64.self)
+            let logger = Logger(label: "test") { _ in RecheckLogHandler(rechecks: recheck) }
+            // The keeper talks to a follower only, the granter to the leader only.
+            try await withEtcdClient(.init(endpoints: [member.clientEndpoint]), logger: logger) { keeper in
+                try await withEtcdClient(.init(endpoints: [cluster.members[leader].clientEndpoint])) { granter in
+                    // Leases that do not exist yet: the first renewal of each is answered TTL 0.
+                    func answeredNotFound(_ id: Int64) async throws {
+                        _ = try await within(.seconds(10), "lease \(id) to be asked about again") {
+                            await rechecks.first { $0 == id }
+                        }
+                    }
+                    // The keeper's member is held while the lease is granted, so the renewal that asks
+                    // again (due half a second after the first answer) is answered after the grant.
+                    func grantWhileHeld(_ id: Int64) async throws {
+                        try member.pause()
+                        do {
+                            _ = try await granter.grant(ttl: 5, id: id)
+                        } catch {
+                            try member.resume()
+                            throw error
+                        }
+                        try member.resume()
+                    }
+
+                    let streamed: Int64 = 0x13675
+                    try await keeper.keepAlive(streamed) { responses in
+                        try await answeredNotFound(streamed)
+                        try await grantWhileHeld(streamed)
+                        let renewal = try await within(.seconds(10), "a renewal after the grant") {
+                            try await responses.first { _ in true }
+                        }
+                        #expect(renewal?.ttl == 5)
+                        #expect(responses.lease.state == .alive)
+                    }
+
+                    let once: Int64 = 0x13676
+                    let renewal = Task { try await keeper.keepAliveOnce(once) }
+                    try await answeredNotFound(once)
+                    try await grantWhileHeld(once)
+                    #expect(try await renewal.value.ttl == 5)
+                }
+            }
+        }
+    }
+
     @Test("3 members: killing the leader while 100 leases (TTL 5 s) are kept alive expires none of them")
     func killLeader() async throws {
         try await withEtcd(members: 3) { cluster, client in
@@ -315,5 +368,25 @@ struct LeaseFaultTests {
             let keys = try await withEtcdTimeout(.seconds(10)) { try await client.get("lease/", options: .prefix) }
             #expect(keys.count == 100)
         }
+    }
+}
+
+/// Passes the lease ID of each "asking again" line the client logs (a first TTL 0 answer) to a stream.
+private struct RecheckLogHandler: LogHandler {
+    let rechecks: AsyncStream<Int64>.Continuation
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.message.description.hasPrefix("etcd answered a lease renewal with TTL 0"),
+            let id = event.metadata?["etcd_lease_id"].flatMap({ Int64("\($0)") })
+        else { return }
+        self.rechecks.yield(id)
     }
 }

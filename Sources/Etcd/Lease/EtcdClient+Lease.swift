@@ -84,6 +84,10 @@ extension EtcdClient {
 
     /// Renews a lease once, on a stream of its own, and returns the renewed TTL.
     ///
+    /// An answer of TTL 0 is checked once more half a second later before the lease is reported
+    /// gone: etcd before 3.5.3 gives it for a lease whose grant the answering member has not
+    /// applied yet (etcd-io/etcd#13675).
+    ///
     /// - Throws: ``EtcdClientError`` `leaseNotFound` when the lease does not exist.
     public func keepAliveOnce(_ id: Int64) async throws -> EtcdLeaseKeepAliveResponse {
         var message = Etcdserverpb_LeaseKeepAliveRequest()
@@ -91,9 +95,20 @@ extension EtcdClient {
         let request = message
         // One request on a stream the client half-closes at once: etcd answers it, sees the end
         // of the stream and ends its side, so the exchange is unary-shaped and takes the unary path.
-        let response = try await self.call("LeaseKeepAlive", retry: .idempotent) { connection, options, metadata in
-            try await connection.unary(
-                Etcdserverpb_Lease.Method.LeaseKeepAlive.self, request, metadata: metadata, options: options)
+        let renew = {
+            try await self.call("LeaseKeepAlive", retry: .idempotent) { connection, options, metadata in
+                try await connection.unary(
+                    Etcdserverpb_Lease.Method.LeaseKeepAlive.self, request, metadata: metadata, options: options)
+            }
+        }
+        var response = try await renew()
+        if response.ttl <= 0 {
+            self.logger.debug(
+                "etcd answered a lease renewal with TTL 0; asking again before giving the lease up",
+                metadata: ["etcd_lease_id": "\(id)"]
+            )
+            try await Task.sleep(for: Lessor.notFoundRecheckDelay)
+            response = try await renew()
         }
         if response.ttl <= 0 {
             throw EtcdClientError(

@@ -11,10 +11,20 @@ import Synchronization
 /// unbounded buffers, so a slow reader never delays a renewal or loses a response. When the stream
 /// breaks, or a renewal goes unanswered for too long, the stream is opened again on another
 /// endpoint and every lease is renewed at once. A lease ends for everyone when the server answers
-/// TTL <= 0 (`leaseNotFound`) or its deadline passes without renewal (`leaseExpired`).
+/// TTL <= 0 (`leaseNotFound`) twice, the second time to a renewal sent at least
+/// ``notFoundRecheckDelay`` after the first such answer, or when its deadline passes without renewal
+/// (`leaseExpired`).
 final class Lessor: Sendable {
     /// How often due renewals are sent and deadlines checked.
     static let tick = Duration.milliseconds(250)
+
+    /// How long after a TTL <= 0 answer the lease is asked about again before it is given up.
+    ///
+    /// etcd before 3.5.3 (etcd-io/etcd#13675) answers a renewal with TTL 0 when the member that
+    /// handles it has not yet applied the lease's grant: a lease just granted through another member,
+    /// or any lease on a leader still applying entries after an election. Applying takes
+    /// milliseconds, so a renewal sent this much later gets the true answer.
+    static let notFoundRecheckDelay = Duration.milliseconds(500)
 
     private struct Entry {
         let lease: EtcdLease
@@ -26,8 +36,11 @@ final class Lessor: Sendable {
         var nextSend: ContinuousClock.Instant
         /// When the oldest renewal not yet acknowledged was sent.
         var unansweredSince: ContinuousClock.Instant?
-        /// When the oldest renewal not yet acknowledged was sent on the current stream.
-        var unansweredOnStreamSince: ContinuousClock.Instant?
+        /// When each renewal not yet answered on the current stream was sent, oldest first. etcd
+        /// answers a stream's renewals one by one, in order, so an answer is for the first of these.
+        var sentOnStream: [ContinuousClock.Instant] = []
+        /// When the server first answered TTL <= 0 since the last renewal it acknowledged.
+        var notFoundSince: ContinuousClock.Instant?
 
         var isUnused: Bool { self.readers.isEmpty && self.keepers.isEmpty }
     }
@@ -143,7 +156,7 @@ final class Lessor: Sendable {
         request.id = id
         outbound.yield(request)
         if entry.unansweredSince == nil { entry.unansweredSince = now }
-        if entry.unansweredOnStreamSince == nil { entry.unansweredOnStreamSince = now }
+        entry.sentOnStream.append(now)
         // Until answered, ask again after a second (or a third of the TTL, if shorter).
         let ttl = entry.lease.ttl.map { Duration.seconds($0) / 3 } ?? .seconds(1)
         entry.nextSend = now + min(ttl, .seconds(1))
@@ -161,7 +174,7 @@ final class Lessor: Sendable {
                 // A new stream renews every lease at once.
                 for id in state.entries.keys {
                     state.entries[id]!.nextSend = openedAt
-                    state.entries[id]!.unansweredOnStreamSince = nil
+                    state.entries[id]!.sentOnStream = []
                 }
             }
             var failure: EtcdClientError?
@@ -181,7 +194,7 @@ final class Lessor: Sendable {
                             Etcdserverpb_Lease.Method.LeaseKeepAlive.self, metadata: streamMetadata, options: .defaults,
                             onResponse: { message in
                                 received.set()
-                                self.handle(message)
+                                self.handle(message, logger: client.logger)
                             },
                             requests: { send in
                                 for await request in requests { send(request) }
@@ -273,7 +286,7 @@ final class Lessor: Sendable {
                     expired.append(state.entries.removeValue(forKey: id)!)
                     continue
                 }
-                if canFailOver, let since = entry.unansweredOnStreamSince {
+                if canFailOver, let since = entry.sentOnStream.first {
                     // Acknowledgements take milliseconds; an election takes about a second.
                     let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
                     if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
@@ -311,25 +324,17 @@ final class Lessor: Sendable {
         }
     }
 
-    private func handle(_ message: Etcdserverpb_LeaseKeepAliveResponse) {
+    private func handle(_ message: Etcdserverpb_LeaseKeepAliveResponse, logger: Logger) {
         if message.ttl <= 0 {
-            self.end(
-                message.id,
-                EtcdClientError(
-                    code: .leaseNotFound,
-                    message: """
-                        etcdserver: requested lease not found: lease \(message.id) was revoked or has expired, \
-                        and its keys are deleted; grant a new lease
-                        """
-                )
-            )
+            self.handleNotFound(message.id, logger: logger)
             return
         }
         let renewed = self.state.withLock { state -> (EtcdLease, [ResponseBuffer<EtcdLeaseKeepAliveResponse>])? in
             guard var entry = state.entries[message.id] else { return nil }
             let sentAt = entry.unansweredSince ?? .now
+            if !entry.sentOnStream.isEmpty { entry.sentOnStream.removeFirst() }
             entry.unansweredSince = nil
-            entry.unansweredOnStreamSince = nil
+            entry.notFoundSince = nil
             entry.nextSend = sentAt + .seconds(message.ttl) / 3
             entry.lease.renewed(ttl: message.ttl, sentAt: sentAt)
             state.entries[message.id] = entry
@@ -338,6 +343,48 @@ final class Lessor: Sendable {
         guard let (_, readers) = renewed else { return }
         let response = EtcdLeaseKeepAliveResponse(message)
         for reader in readers { _ = reader.push(response) }
+    }
+
+    /// The server answered a renewal of lease `id` with TTL <= 0. The first such answer schedules
+    /// another renewal ``notFoundRecheckDelay`` later; the answer to that one, if also TTL <= 0, ends
+    /// the lease. Answers to renewals sent in between change nothing.
+    private func handleNotFound(_ id: Int64, logger: Logger) {
+        enum Outcome { case notKept, recheck, wait, gone }
+        let now = ContinuousClock.now
+        let outcome = self.state.withLock { state -> Outcome in
+            guard var entry = state.entries[id] else { return .notKept }
+            let sentAt = entry.sentOnStream.isEmpty ? nil : entry.sentOnStream.removeFirst()
+            // The server answered: the stream is not stuck on this lease.
+            entry.unansweredSince = entry.sentOnStream.first
+            defer { state.entries[id] = entry }
+            guard let since = entry.notFoundSince else {
+                entry.notFoundSince = now
+                entry.nextSend = now + Self.notFoundRecheckDelay
+                return .recheck
+            }
+            guard let sentAt, sentAt >= since + Self.notFoundRecheckDelay else { return .wait }
+            return .gone
+        }
+        switch outcome {
+        case .notKept, .wait:
+            return
+        case .recheck:
+            logger.debug(
+                "etcd answered a lease renewal with TTL 0; asking again before giving the lease up",
+                metadata: ["etcd_lease_id": "\(id)"]
+            )
+        case .gone:
+            self.end(
+                id,
+                EtcdClientError(
+                    code: .leaseNotFound,
+                    message: """
+                        etcdserver: requested lease not found: lease \(id) was revoked or has expired, \
+                        and its keys are deleted; grant a new lease
+                        """
+                )
+            )
+        }
     }
 
     private func endAll(_ reason: EtcdClientError) {
