@@ -751,8 +751,9 @@ struct EtcdctlCompatibilityTests {
                     let endpoint = ["--endpoints", source.members[0].clientEndpoint]
                     let reference = try Self.reference(source)
                     for tool in [reference, Self.swiftTool] {
-                        _ = try await target.delete("", options: .fromKey)
-                        // The copy shows in the destination: watch it there until the five keys (renamed) arrived.
+                        let cleared = try await target.delete("", options: .fromKey)
+                        // The copy shows in the destination: watch it there, from after the previous tool's
+                        // copy was deleted, until the five keys (renamed) arrived.
                         let run = try await self.stream(
                             tool,
                             endpoint + [
@@ -762,10 +763,11 @@ struct EtcdctlCompatibilityTests {
                             ready: { _ in true },
                             then: {
                                 try await within(.seconds(20), "the mirror to copy the keys") {
-                                    try await target.watch("copy/", options: [.prefix, .revision(1)]) { responses in
+                                    let after = cleared.header.revision + 1
+                                    try await target.watch("copy/", options: [.prefix, .revision(after)]) { responses in
                                         var seen = 0
                                         for try await response in responses {
-                                            seen += response.events.count
+                                            seen += response.events.filter { $0.type == .put }.count
                                             if seen >= 5 { return }
                                         }
                                     }
