@@ -21,6 +21,7 @@
 // ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1 makes NIO's event loops Swift's global executor before anything
 // runs (NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor, an
 // application's choice that README describes), so plain tasks run on the loops the clients use.
+// Every worker checks on start that it runs where its mode says (exit 2 if not).
 import Etcd
 import Foundation
 import NIOCore
@@ -112,9 +113,25 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 /// Whether workers prefer their client's task executor (`ETCD_BENCH_CLIENT_EXECUTOR=1`).
 let onClientExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_CLIENT_EXECUTOR"] == "1"
 
+/// Whether NIO's event loops are Swift's global executor (`ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1`).
+let onNIOGlobalExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_GLOBAL_EXECUTOR"] == "1"
+
 /// The executor a worker calling `client` prefers: its `taskExecutor`, or none (Swift's global executor).
 func preference(_ client: EtcdClient) -> (any TaskExecutor)? {
     onClientExecutor ? client.taskExecutor : nil
+}
+
+/// Exits 2 unless the calling worker runs where its mode says: on an event loop with either
+/// ETCD_BENCH_* executor variable, on Swift's own threads without. A mode that did not take effect
+/// then fails the run instead of measuring something else under its name.
+func checkWorkerPlacement() {
+    let onLoop = MultiThreadedEventLoopGroup.currentEventLoop != nil
+    let expected = onClientExecutor || onNIOGlobalExecutor
+    if onLoop != expected {
+        fail(
+            "a worker runs \(onLoop ? "on" : "off") NIO's event loops, but its mode puts it \(expected ? "on" : "off") them"
+        )
+    }
 }
 
 /// Spreads `total` calls of `op` over `workers` tasks, round-robin over the clients (Go's `run`).
@@ -133,6 +150,7 @@ func run(
         for worker in 0..<workers {
             let client = clients[worker % clients.count]
             group.addTask(executorPreference: preference(client)) {
+                checkWorkerPlacement()
                 while true {
                     let i = next.next()
                     if i >= total { return }
@@ -260,6 +278,7 @@ func benchmark() async -> String {
                 for w in 0..<watchers {
                     let client = runningClients[w % runningClients.count]
                     watchGroup.addTask(executorPreference: preference(client)) {
+                        checkWorkerPlacement()
                         try? await client.watch(prefix, options: .prefix) { responses in
                             _ = ready.next()
                             var seen = 0
@@ -332,7 +351,7 @@ func benchmark() async -> String {
     return output
 }
 
-if ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_GLOBAL_EXECUTOR"] == "1",
+if onNIOGlobalExecutor,
     !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 {
     fail("ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1: NIO's event loops could not be made Swift's global executor")

@@ -38,8 +38,9 @@ struct BenchmarkTests {
         "each workload prints peer-bench's fields, counts its operations, and reads back a sample of its writes",
         arguments: ["", "ETCD_BENCH_CLIENT_EXECUTOR", "ETCD_BENCH_NIO_GLOBAL_EXECUTOR"])
     func workloads(mode: String) async throws {
-        // Plain tasks, workers on their client's executor, or NIO's loops as the global executor
-        // (the bench exits 2 when it cannot install them).
+        // Plain tasks, workers on their client's executor, or NIO's loops as the global executor. The
+        // bench exits 2 when a worker does not run where its mode says (on an event loop, or off),
+        // so a mode that did not take effect fails here.
         let environment = mode.isEmpty ? [:] : [mode: "1"]
         try await withEtcdTestCluster { cluster in
             let endpoint = cluster.clientEndpoints[0]
