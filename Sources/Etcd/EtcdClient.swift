@@ -60,6 +60,8 @@ public final class EtcdClient: Sendable {
     public var taskExecutor: any TaskExecutor { self.executor }
     private let nextConnection = Atomic<Int>(0)
     private let lifecycle = Mutex(Lifecycle.idle)
+    /// Signalled when the lifecycle leaves `idle` (run() starts, or shutdown() comes first).
+    private let leftIdle = OneTimeEvent()
     /// The auth token; nil before authenticating, "" when the cluster has auth turned off.
     private let authToken = Mutex<String?>(nil)
     /// Work that must live as long as `run()` (watch streams): queued here, run as its child tasks.
@@ -113,7 +115,8 @@ public final class EtcdClient: Sendable {
 
     /// Runs the client's connections until ``shutdown()``, graceful shutdown of the service group, or cancellation.
     ///
-    /// Call it once. Calls in flight when shutdown begins are allowed to finish.
+    /// Call it once. Calls made before it starts wait for it, up to the dial timeout or their own
+    /// deadline, then fail with `unavailable`. Calls in flight when shutdown begins are allowed to finish.
     public func run() async throws {
         enum Start { case run, alreadyShutDown, twice }
         let start = self.lifecycle.withLock { state -> Start in
@@ -130,7 +133,7 @@ public final class EtcdClient: Sendable {
             }
         }
         switch start {
-        case .run: break
+        case .run: self.leftIdle.signal()
         case .alreadyShutDown: return
         case .twice:
             throw EtcdClientError(code: .invalidArgument, message: "EtcdClient.run() was called twice; call it once")
@@ -170,6 +173,7 @@ public final class EtcdClient: Sendable {
             case .shutDown: break
             }
         }
+        self.leftIdle.signal()
         self.background.continuation.finish()
         // Streams that never ran (shutdown before run) cannot end their watches themselves.
         self.watcher.finishAll()
@@ -549,6 +553,7 @@ extension EtcdClient {
         if case .running = self.lifecycle.withLock({ $0 }) { return }
         let deadline = min(
             EtcdCallDeadline.current ?? .now + self.configuration.dialTimeout, .now + self.configuration.dialTimeout)
+        self.logger.debug("etcd call waits for run() to start")
         while true {
             switch self.lifecycle.withLock({ $0 }) {
             case .running: return
@@ -561,7 +566,8 @@ extension EtcdClient {
                         message: "the client is not running: call run() (or use withEtcdClient) before making calls"
                     )
                 }
-                try await Task.sleep(for: .milliseconds(5))
+                await self.leftIdle.wait(until: deadline)
+                try Task.checkCancellation()
             }
         }
     }

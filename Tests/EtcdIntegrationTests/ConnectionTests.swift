@@ -83,6 +83,47 @@ struct ConnectionTests {
     }
 
     @Test(
+        "a call made before run() waits for it and then succeeds; a call waiting when shutdown() comes instead ends with unavailable"
+    )
+    func callBeforeRun() async throws {
+        try await withEtcdTestCluster { cluster in
+            var configuration = cluster.clientConfiguration()
+            // Far beyond the bounds below: a waiting call that is never woken fails them.
+            configuration.dialTimeout = .seconds(60)
+            func waitingForRun(_ lines: AsyncStream<LoggedLine>) async throws {
+                _ = try await within(.seconds(10), "the call to wait for run()") {
+                    await lines.first { $0.message == "etcd call waits for run() to start" }
+                }
+            }
+
+            let (lines, logger) = streamingLogger()
+            let client = try EtcdClient(configuration: configuration, logger: logger)
+            let early = Task { try await client.put("early", value: "1") }
+            try await waitingForRun(lines)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.run() }
+                _ = try await within(.seconds(10), "the waiting call to finish once run() starts") {
+                    try await early.value
+                }
+                #expect(try await client.get("early").kvs.map(\.valueString) == ["1"])
+                client.shutdown()
+                try await group.waitForAll()
+            }
+
+            let (otherLines, otherLogger) = streamingLogger()
+            let other = try EtcdClient(configuration: configuration, logger: otherLogger)
+            let waiting = Task { try await other.get("early") }
+            try await waitingForRun(otherLines)
+            other.shutdown()
+            let error = await etcdErrorCode {
+                _ = try await within(.seconds(10), "the waiting call to end at shutdown") { try await waiting.value }
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("shut down") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test(
         "a call on a client whose run() never starts ends with unavailable saying so, at the dial timeout or the caller's deadline"
     )
     func neverRun() async throws {

@@ -273,15 +273,17 @@ struct LeaseFaultTests {
         try await withEtcdTestCluster(.init(members: 3)) { cluster in
             let leader = try await cluster.leaderIndex()
             let member = cluster.members[(leader + 1) % 3]
-            let (rechecks, recheck) = AsyncStream.makeStream(of: Int64.self)
-            let logger = Logger(label: "test") { _ in RecheckLogHandler(rechecks: recheck) }
+            let (lines, logger) = streamingLogger()
             // The keeper talks to a follower only, the granter to the leader only.
             try await withEtcdClient(.init(endpoints: [member.clientEndpoint]), logger: logger) { keeper in
                 try await withEtcdClient(.init(endpoints: [cluster.members[leader].clientEndpoint])) { granter in
                     // Leases that do not exist yet: the first renewal of each is answered TTL 0.
                     func answeredNotFound(_ id: Int64) async throws {
                         _ = try await within(.seconds(10), "lease \(id) to be asked about again") {
-                            await rechecks.first { $0 == id }
+                            await lines.first {
+                                $0.message.hasPrefix("etcd answered a lease renewal with TTL 0")
+                                    && $0.metadata["etcd_lease_id"]?.description == "\(id)"
+                            }
                         }
                     }
                     // The keeper's member is held while the lease is granted, so the renewal that asks
@@ -368,25 +370,5 @@ struct LeaseFaultTests {
             let keys = try await withEtcdTimeout(.seconds(10)) { try await client.get("lease/", options: .prefix) }
             #expect(keys.count == 100)
         }
-    }
-}
-
-/// Passes the lease ID of each "asking again" line the client logs (a first TTL 0 answer) to a stream.
-private struct RecheckLogHandler: LogHandler {
-    let rechecks: AsyncStream<Int64>.Continuation
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
-    var logLevel: Logger.Level = .debug
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        guard event.message.description.hasPrefix("etcd answered a lease renewal with TTL 0"),
-            let id = event.metadata?["etcd_lease_id"].flatMap({ Int64("\($0)") })
-        else { return }
-        self.rechecks.yield(id)
     }
 }

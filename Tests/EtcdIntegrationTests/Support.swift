@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import Logging
 import Synchronization
 import Testing
 
@@ -64,4 +65,32 @@ final class Shared<Value: Sendable>: Sendable {
         set { self.storage.withLock { $0 = newValue } }
     }
     func mutate(_ body: (inout Value) -> Void) { self.storage.withLock { body(&$0) } }
+}
+
+/// A line a client logged: its message and metadata.
+struct LoggedLine: Sendable {
+    let message: String
+    let metadata: Logger.Metadata
+}
+
+/// A logger at `debug` whose lines also go to a stream, for tests that wait for a logged event.
+func streamingLogger() -> (AsyncStream<LoggedLine>, Logger) {
+    let (lines, continuation) = AsyncStream.makeStream(of: LoggedLine.self)
+    return (lines, Logger(label: "test") { _ in StreamingLogHandler(lines: continuation) })
+}
+
+private struct StreamingLogHandler: LogHandler {
+    let lines: AsyncStream<LoggedLine>.Continuation
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        self.lines.yield(LoggedLine(message: event.message.description, metadata: event.metadata ?? [:]))
+    }
 }

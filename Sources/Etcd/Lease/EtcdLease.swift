@@ -21,11 +21,11 @@ public final class EtcdLease: Sendable, CustomStringConvertible {
         var lastRenewal: ContinuousClock.Instant
         var deadline: ContinuousClock.Instant
         var end: EtcdClientError?
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        var nextWaiter = 0
         var stop: (@Sendable () -> Void)?
     }
     private let storage: Mutex<State>
+    /// Signalled when the lease ends (``end(_:)``).
+    private let ended = OneTimeEvent()
 
     /// - Parameters:
     ///   - ttl: the TTL the lease has from `since`, when known.
@@ -70,14 +70,8 @@ public final class EtcdLease: Sendable, CustomStringConvertible {
         while true {
             try Task.checkCancellation()
             if let reason = self.lossReason { return reason }
-            let deadline = self.deadline
             // Wake at the deadline (it may move later meanwhile), or when the lease ends.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.waitForEnd() }
-                group.addTask { try? await Task.sleep(until: deadline) }
-                await group.next()
-                group.cancelAll()
-            }
+            await self.ended.wait(until: self.deadline)
         }
     }
 
@@ -109,13 +103,11 @@ public final class EtcdLease: Sendable, CustomStringConvertible {
 
     /// The lease is lost for `reason` (first reason wins).
     package func end(_ reason: EtcdClientError) {
-        let waiters = self.storage.withLock { state -> [CheckedContinuation<Void, Never>] in
+        self.storage.withLock { state in
             if state.end == nil { state.end = reason }
             state.stop = nil
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
         }
-        for waiter in waiters { waiter.resume() }
+        self.ended.signal()
     }
 
     /// The error for a lease whose deadline passed without renewal.
@@ -132,26 +124,6 @@ public final class EtcdLease: Sendable, CustomStringConvertible {
 
     func setStop(_ stop: (@Sendable () -> Void)?) {
         self.storage.withLock { $0.stop = stop }
-    }
-
-    private func waitForEnd() async {
-        let token = self.storage.withLock { state in
-            defer { state.nextWaiter += 1 }
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let now = self.storage.withLock { state -> Bool in
-                    if state.end != nil || Task.isCancelled { return true }
-                    state.waiters[token] = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = self.storage.withLock { $0.waiters.removeValue(forKey: token) }
-            waiter?.resume()
-        }
     }
 }
 
