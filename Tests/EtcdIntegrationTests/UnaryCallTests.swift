@@ -115,12 +115,48 @@ struct ClientConnectionTests {
         return try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
     }
 
-    @Test("shutting the client down closes its connections: etcd's open descriptors return to where they were")
+    /// One line of /proc/net/tcp: a TCP socket's two ports and its state, for loopback IPv4.
+    private struct TCPSocket {
+        let localPort: Int
+        let remotePort: Int
+        /// The kernel's state code: 0x01 established, 0x08 close-wait (the other side has closed).
+        let state: Int
+        let inode: String
+    }
+
+    private func tcpSockets() throws -> [TCPSocket] {
+        // Read to the end: procfs reports a size of 0, and a read of one page would miss sockets.
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/net/tcp"))
+        defer { try? handle.close() }
+        let table = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+        return table.split(separator: "\n").dropFirst().compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 9,
+                let local = fields[1].split(separator: ":").last.flatMap({ Int($0, radix: 16) }),
+                let remote = fields[2].split(separator: ":").last.flatMap({ Int($0, radix: 16) }),
+                let state = Int(fields[3], radix: 16)
+            else { return nil }
+            return TCPSocket(localPort: local, remotePort: remote, state: state, inode: String(fields[9]))
+        }
+    }
+
+    /// The local ports of this process's established connections to `port`.
+    private func ownConnections(to port: Int) throws -> Set<Int> {
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
+        let inodes = Set(
+            descriptors.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+                .filter { $0.hasPrefix("socket:[") }.map { String($0.dropFirst(8).dropLast()) })
+        return Set(
+            try self.tcpSockets().filter { $0.remotePort == port && $0.state == 0x01 && inodes.contains($0.inode) }
+                .map(\.localPort))
+    }
+
+    @Test("shutting the client down closes its connections: etcd closes its side of each of them")
     func shutdownClosesConnections() async throws {
         try await withEtcdTestCluster(.init(members: 1)) { cluster in
-            let member = cluster.members[0]
-            let before = try self.openDescriptors(of: member)
-            try await withEtcdClient(EtcdClient.Configuration(endpoints: cluster.clientEndpoints)) { client in
+            let port = cluster.members[0].clientPort
+            let used = try await withEtcdClient(EtcdClient.Configuration(endpoints: cluster.clientEndpoints)) {
+                client in
                 try await client.put("k", value: "v")
                 try await client.watch("k") { responses in
                     try await client.put("k", value: "w")
@@ -128,17 +164,22 @@ struct ClientConnectionTests {
                 }
                 let lease = try await client.grant(ttl: 10)
                 _ = try await client.keepAliveOnce(lease.id)
-                #expect(try self.openDescriptors(of: member) > before, "the client holds a connection while it runs")
+                return try self.ownConnections(to: port)
+            }
+            #expect(!used.isEmpty, "the client holds a connection while it runs")
+            // etcd's end of each: established or close-wait while it is open. Counting etcd's
+            // descriptors instead would also count its own files and other clients (the cluster's
+            // readiness probe), which come and go meanwhile.
+            @Sendable func openOnEtcdsSide() throws -> Int {
+                try self.tcpSockets().filter {
+                    $0.localPort == port && used.contains($0.remotePort) && ($0.state == 0x01 || $0.state == 0x08)
+                }.count
             }
             // The server sees the sockets close shortly after the client closed them.
-            let after = try await within(.seconds(10), "etcd to see the client's connections close") {
-                while true {
-                    let count = try self.openDescriptors(of: member)
-                    if count <= before { return count }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
+            try await within(.seconds(10), "etcd to close its side of the client's connections") {
+                while try openOnEtcdsSide() > 0 { try await Task.sleep(for: .milliseconds(50)) }
             }
-            #expect(after <= before)
+            #expect(try openOnEtcdsSide() == 0)
         }
     }
 
