@@ -333,7 +333,7 @@ final class Lessor: Sendable {
             guard var entry = state.entries[message.id] else { return nil }
             let sentAt = entry.unansweredSince ?? .now
             if !entry.sentOnStream.isEmpty { entry.sentOnStream.removeFirst() }
-            entry.unansweredSince = nil
+            entry.unansweredSince = entry.sentOnStream.first
             entry.notFoundSince = nil
             entry.nextSend = sentAt + .seconds(message.ttl) / 3
             entry.lease.renewed(ttl: message.ttl, sentAt: sentAt)
