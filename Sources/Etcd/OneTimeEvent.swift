@@ -3,7 +3,7 @@ import Synchronization
 
 /// Something that happens once, which tasks can wait for: ``signal()`` wakes every waiting task,
 /// and a wait that begins afterwards returns at once.
-final class OneTimeEvent: Sendable {
+package final class OneTimeEvent: Sendable {
     private struct State {
         var happened = false
         var nextToken = 0
@@ -11,8 +11,10 @@ final class OneTimeEvent: Sendable {
     }
     private let state = Mutex(State())
 
+    package init() {}
+
     /// Records that the event happened and wakes every task waiting for it.
-    func signal() {
+    package func signal() {
         let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.happened = true
             defer { state.waiters = [:] }
@@ -22,7 +24,7 @@ final class OneTimeEvent: Sendable {
     }
 
     /// Returns when the event has happened, or when the waiting task is cancelled (without throwing).
-    func wait() async {
+    package func wait() async {
         let token = self.state.withLock { state in
             defer { state.nextToken += 1 }
             return state.nextToken
@@ -44,7 +46,7 @@ final class OneTimeEvent: Sendable {
 
     /// Returns when the event has happened or `deadline` has passed, whichever comes first, or when
     /// the waiting task is cancelled.
-    func wait(until deadline: ContinuousClock.Instant) async {
+    package func wait(until deadline: ContinuousClock.Instant) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.wait() }
             group.addTask { try? await Task.sleep(until: deadline) }

@@ -4,7 +4,6 @@ import Dispatch
 import Etcd
 import EtcdConcurrency
 import Foundation
-import Synchronization
 
 /// `lock <lockname> [exec-command arg1 arg2 ...]`
 struct Lock: EtcdctlCommand {
@@ -122,45 +121,16 @@ enum Signals {
     nonisolated(unsafe) private static let sources: [any DispatchSourceSignal] = [SIGINT, SIGTERM].map { number in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler { Self.fire() }
+        source.setEventHandler { Self.arrived.signal() }
         source.resume()
         return source
     }
-    private struct State {
-        var fired = false
-        var next = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-    }
-    private static let state = Mutex(State())
+    private static let arrived = OneTimeEvent()
 
     /// Returns when a signal arrives (or arrived before), or when the task is cancelled.
     static func next() async {
         _ = Self.sources
-        let id = Self.state.withLock { state in
-            state.next += 1
-            return state.next
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let resumeNow = Self.state.withLock { state -> Bool in
-                    if state.fired || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            Self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
-        }
-    }
-
-    private static func fire() {
-        let waiting = Self.state.withLock { state in
-            state.fired = true
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for continuation in waiting { continuation.resume() }
+        await Self.arrived.wait()
     }
 }
 

@@ -103,10 +103,7 @@ extension EtcdClient {
         }
         var response = try await renew()
         if response.ttl <= 0 {
-            self.logger.debug(
-                "etcd answered a lease renewal with TTL 0; asking again before giving the lease up",
-                metadata: ["etcd_lease_id": "\(id)"]
-            )
+            Lessor.logAskingAgain(id, self.logger)
             try await Task.sleep(for: Lessor.notFoundRecheckDelay)
             response = try await renew()
         }

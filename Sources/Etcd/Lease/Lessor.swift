@@ -369,10 +369,7 @@ final class Lessor: Sendable {
         case .notKept, .wait:
             return
         case .recheck:
-            logger.debug(
-                "etcd answered a lease renewal with TTL 0; asking again before giving the lease up",
-                metadata: ["etcd_lease_id": "\(id)"]
-            )
+            Self.logAskingAgain(id, logger)
         case .gone:
             self.end(
                 id,
@@ -385,6 +382,14 @@ final class Lessor: Sendable {
                 )
             )
         }
+    }
+
+    /// The debug line for a TTL 0 answer that is to be checked with another renewal.
+    static func logAskingAgain(_ id: Int64, _ logger: Logger) {
+        logger.debug(
+            "etcd answered a lease renewal with TTL 0; asking again before giving the lease up",
+            metadata: ["etcd_lease_id": "\(id)"]
+        )
     }
 
     private func endAll(_ reason: EtcdClientError) {
