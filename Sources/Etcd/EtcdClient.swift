@@ -117,6 +117,7 @@ public final class EtcdClient: Sendable {
     ///
     /// Call it once. Calls made before it starts wait for it, up to the dial timeout or their own
     /// deadline, then fail with `unavailable`. Calls in flight when shutdown begins are allowed to finish.
+    /// If ``shutdown()`` comes before or while it starts, it returns without an error.
     public func run() async throws {
         enum Start { case run, alreadyShutDown, twice }
         let start = self.lifecycle.withLock { state -> Start in
@@ -145,7 +146,16 @@ public final class EtcdClient: Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for connection in self.connections {
-                    group.addTask { try await connection.grpc.runConnections() }
+                    group.addTask {
+                        do {
+                            try await connection.grpc.runConnections()
+                        } catch let error as RuntimeError where error.code == .clientIsStopped {
+                            // shutdown() came after run() started but before this connection did:
+                            // nothing was opened, so there is nothing to close.
+                            if case .shutDown = self.lifecycle.withLock({ $0 }) { return }
+                            throw error
+                        }
+                    }
                 }
                 group.addTask {
                     await withDiscardingTaskGroup { jobs in

@@ -76,11 +76,18 @@ struct LoggedLine: Sendable {
 /// A logger at `debug` whose lines also go to a stream, for tests that wait for a logged event.
 func streamingLogger() -> (AsyncStream<LoggedLine>, Logger) {
     let (lines, continuation) = AsyncStream.makeStream(of: LoggedLine.self)
-    return (lines, Logger(label: "test") { _ in StreamingLogHandler(lines: continuation) })
+    return (lines, hookedLogger { continuation.yield($0) })
 }
 
-private struct StreamingLogHandler: LogHandler {
-    let lines: AsyncStream<LoggedLine>.Continuation
+/// A logger at `debug` that calls `onLine` for each line, on the logging task, before the logging call returns.
+///
+/// Tests use it to act at an exact point of the code under test.
+func hookedLogger(_ onLine: @escaping @Sendable (LoggedLine) -> Void) -> Logger {
+    Logger(label: "test") { _ in HookedLogHandler(onLine: onLine) }
+}
+
+private struct HookedLogHandler: LogHandler {
+    let onLine: @Sendable (LoggedLine) -> Void
     var metadata: Logger.Metadata = [:]
     var metadataProvider: Logger.MetadataProvider?
     var logLevel: Logger.Level = .debug
@@ -91,6 +98,6 @@ private struct StreamingLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        self.lines.yield(LoggedLine(message: event.message.description, metadata: event.metadata ?? [:]))
+        self.onLine(LoggedLine(message: event.message.description, metadata: event.metadata ?? [:]))
     }
 }
