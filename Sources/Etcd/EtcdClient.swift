@@ -152,7 +152,7 @@ public final class EtcdClient: Sendable {
                         } catch let error as RuntimeError where error.code == .clientIsStopped {
                             // shutdown() came after run() started but before this connection did:
                             // nothing was opened, so there is nothing to close.
-                            if case .shutDown = self.lifecycle.withLock({ $0 }) { return }
+                            if self.isShutDown { return }
                             throw error
                         }
                     }
@@ -199,9 +199,15 @@ public final class EtcdClient: Sendable {
         self.background.continuation.yield(job)
     }
 
+    /// Whether ``shutdown()`` was called.
+    var isShutDown: Bool {
+        if case .shutDown = self.lifecycle.withLock({ $0 }) { return true }
+        return false
+    }
+
     /// Throws `unavailable` once ``shutdown()`` was called.
     func checkNotShutDown() throws(EtcdClientError) {
-        if case .shutDown = self.lifecycle.withLock({ $0 }) {
+        if self.isShutDown {
             throw EtcdClientError(code: .unavailable, message: "the client is shut down; create a new EtcdClient")
         }
     }
@@ -444,7 +450,7 @@ extension EtcdClient {
                         "etcd token rejected; authenticating again", metadata: ["etcd_method": "\(method)"])
                     continue
                 }
-                if case .shutDown = self.lifecycle.withLock({ $0 }) { throw etcdError }
+                if self.isShutDown { throw etcdError }
                 if etcdError.isTLSFailure {
                     self.leave(connection)
                     throw etcdError

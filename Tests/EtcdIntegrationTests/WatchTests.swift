@@ -307,4 +307,28 @@ struct WatchTests {
             }
         }
     }
+
+    @Test("a watch being opened when shutdown() comes ends with the others, and does not wait for its creation")
+    func shutdownWhileOpening() async throws {
+        try await withEtcdTestCluster { cluster in
+            var configuration = cluster.clientConfiguration()
+            // Far beyond the bound below: a watch left waiting for its creation fails it.
+            configuration.dialTimeout = .seconds(60)
+            let client = Mutex<EtcdClient?>(nil)
+            // watch() logs this line after its shutdown check and before it joins the stream.
+            let logger = hookedLogger { line in
+                if line.message == "etcd watch opening" { client.withLock { $0 }?.shutdown() }
+            }
+            let watching = try EtcdClient(configuration: configuration, logger: logger)
+            client.withLock { $0 = watching }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await watching.run() }
+                let responses = try await within(.seconds(10), "the watch to end at shutdown") {
+                    try await watching.watch("k") { responses in try await collectEvents(responses, count: 1) }
+                }
+                #expect(responses.isEmpty)
+                try await group.waitForAll()
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 package import EtcdAPI
 import FoundationEssentials
+import Logging
 import Synchronization
 
 extension EtcdClient {
@@ -47,6 +48,8 @@ extension EtcdClient {
         _ body: (EtcdWatchResponses) async throws -> Result
     ) async throws -> Result {
         try self.checkNotShutDown()
+        self.logger.debug(
+            "etcd watch opening", metadata: ["etcd_key": "\(String(decoding: request.key, as: UTF8.self))"])
         let stream = self.watcher.stream(
             requireLeader: options.requireLeader ?? EtcdRequireLeader.current, client: self)
         let resumer = WatchResumer()
@@ -58,6 +61,8 @@ extension EtcdClient {
         )
         resumer.set(stream: stream, entry: entry)
         stream.add(entry)
+        // shutdown() ends the watches it finds; one added after it looked ends here instead.
+        if self.isShutDown { entry.finish(throwing: nil) }
         self.metrics?.watchOpened()
         defer {
             stream.remove(entry)
