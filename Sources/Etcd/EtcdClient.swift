@@ -253,8 +253,11 @@ public final class EtcdClient: Sendable {
             let endpoint = try EtcdEndpoint.parse(text, tlsByDefault: self.configuration.tls != nil)
             if !parsed.contains(endpoint) { parsed.append(endpoint) }
         }
+        self.logger.debug("etcd endpoints changing", metadata: ["etcd_endpoints": "\(parsed)"])
         let (added, removed) = try self.connectionList.list.withLock {
             list throws(EtcdClientError) -> ([EndpointConnection], [EndpointConnection]) in
+            // shutdown() sets the state before it reads the list: a list it has read is not replaced.
+            try self.checkNotShutDown()
             var next: [EndpointConnection] = []
             var added: [EndpointConnection] = []
             for endpoint in parsed {
