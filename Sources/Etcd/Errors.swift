@@ -401,6 +401,11 @@ extension EtcdClientError {
         case .deadlineExceeded:
             code = .deadlineExceeded
             message = "deadline exceeded: \(rpc.message)"
+        case .unknown where rpc.message == "context deadline exceeded":
+            // Go's context error, which etcd's lock and election services return unmapped when the
+            // call's deadline (sent as grpc-timeout) passes on the server before it does here.
+            code = .deadlineExceeded
+            message = "deadline exceeded: the server ended the call at its deadline (context deadline exceeded)"
         case .cancelled:
             code = .cancelled
         case .invalidArgument, .outOfRange, .failedPrecondition:

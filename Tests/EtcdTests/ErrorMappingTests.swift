@@ -37,6 +37,11 @@ struct ErrorMappingTests {
             EtcdClientError.from(RPCError(code: .deadlineExceeded, message: "x"), endpoint: nil).code
                 == .deadlineExceeded)
         #expect(EtcdClientError.from(RPCError(code: .unimplemented, message: "x"), endpoint: nil).code == .notSupported)
+        // etcd 3.4's lock service answers a call whose deadline passed on the server with Go's bare context error.
+        #expect(
+            EtcdClientError.from(RPCError(code: .unknown, message: "context deadline exceeded"), endpoint: nil).code
+                == .deadlineExceeded)
+        #expect(EtcdClientError.from(RPCError(code: .unknown, message: "x"), endpoint: nil).code == .unknown)
         let tooBig = RPCError(
             code: .resourceExhausted,
             message: "Message has exceeded the configured maximum payload size (max: 10, actual: 20)")
