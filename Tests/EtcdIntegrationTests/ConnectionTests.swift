@@ -2,7 +2,6 @@
 import Etcd
 import EtcdTesting
 import Foundation
-import Synchronization
 import Testing
 
 @Suite("Connections and lifecycle", .timeLimit(.minutes(2)))
@@ -85,13 +84,8 @@ struct ConnectionTests {
 
     @Test("shutdown() that comes after run() started but before its connections did lets run() return without an error")
     func shutdownWhileStarting() async throws {
-        let client = Mutex<EtcdClient?>(nil)
         // run() logs this line after it has left idle and before it starts its connections.
-        let logger = hookedLogger { line in
-            if line.message == "etcd client starting" { client.withLock { $0 }?.shutdown() }
-        }
-        let started = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]), logger: logger)
-        client.withLock { $0 = started }
+        let started = try clientShuttingDown(at: "etcd client starting", .init(endpoints: ["127.0.0.1:1"]))
         try await within(.seconds(10), "run() to return after shutdown") { try await started.run() }
         let afterShutdown = await etcdErrorCode { _ = try await started.get("k") }
         #expect(afterShutdown?.code == .unavailable)

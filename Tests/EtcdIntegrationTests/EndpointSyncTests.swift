@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
-import Synchronization
 import Testing
 
 /// A membership change retried while etcd's strict reconfiguration check refuses it (`unhealthy`:
@@ -94,13 +93,8 @@ struct EndpointSyncTests {
 
     @Test("setEndpoints when shutdown() comes while it runs changes nothing and throws unavailable")
     func setEndpointsWhileShuttingDown() async throws {
-        let client = Mutex<EtcdClient?>(nil)
         // setEndpoints logs this line after its arguments are checked and before it replaces the list.
-        let logger = hookedLogger { line in
-            if line.message == "etcd endpoints changing" { client.withLock { $0 }?.shutdown() }
-        }
-        let changing = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]), logger: logger)
-        client.withLock { $0 = changing }
+        let changing = try clientShuttingDown(at: "etcd endpoints changing", .init(endpoints: ["127.0.0.1:1"]))
         let error = await etcdErrorCode { try changing.setEndpoints(["127.0.0.1:2"]) }
         #expect(error?.code == .unavailable)
         // A connection swapped in after shutdown() read the list would never be shut down.

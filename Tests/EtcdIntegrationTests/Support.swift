@@ -86,6 +86,19 @@ func hookedLogger(_ onLine: @escaping @Sendable (LoggedLine) -> Void) -> Logger 
     Logger(label: "test") { _ in HookedLogHandler(onLine: onLine) }
 }
 
+/// A client that calls its own ``EtcdClient/shutdown()`` when it logs the line `message`, once:
+/// tests use it to shut down at that exact point of the client's code.
+func clientShuttingDown(at message: String, _ configuration: EtcdClient.Configuration) throws -> EtcdClient {
+    let client = Mutex<EtcdClient?>(nil)
+    let logger = hookedLogger { line in
+        // Taking the client out also breaks the cycle client -> logger -> client.
+        if line.message == message { client.withLock { $0.take() }?.shutdown() }
+    }
+    let created = try EtcdClient(configuration: configuration, logger: logger)
+    client.withLock { $0 = created }
+    return created
+}
+
 private struct HookedLogHandler: LogHandler {
     let onLine: @Sendable (LoggedLine) -> Void
     var metadata: Logger.Metadata = [:]

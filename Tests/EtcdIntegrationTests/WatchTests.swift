@@ -314,13 +314,8 @@ struct WatchTests {
             var configuration = cluster.clientConfiguration()
             // Far beyond the bound below: a watch left waiting for its creation fails it.
             configuration.dialTimeout = .seconds(60)
-            let client = Mutex<EtcdClient?>(nil)
             // watch() logs this line after its shutdown check and before it joins the stream.
-            let logger = hookedLogger { line in
-                if line.message == "etcd watch opening" { client.withLock { $0 }?.shutdown() }
-            }
-            let watching = try EtcdClient(configuration: configuration, logger: logger)
-            client.withLock { $0 = watching }
+            let watching = try clientShuttingDown(at: "etcd watch opening", configuration)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await watching.run() }
                 let responses = try await within(.seconds(10), "the watch to end at shutdown") {
