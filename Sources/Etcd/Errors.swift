@@ -272,6 +272,9 @@ extension EtcdClientError {
         "election: no leader": .electionNoLeader,
         "election: session expired": .sessionExpired,
         "mutex: Locked by another session": .locked,
+        // Go's context error, which they return as it is (status Unknown) when the call's deadline,
+        // sent as grpc-timeout, passes on the server before it does here.
+        "context deadline exceeded": .deadlineExceeded,
         "etcdserver: watch canceled": .watchCanceled,
         "etcdserver: member ID already exist": .memberExists,
         "etcdserver: Peer URLs already exists": .peerURLExists,
@@ -401,11 +404,6 @@ extension EtcdClientError {
         case .deadlineExceeded:
             code = .deadlineExceeded
             message = "deadline exceeded: \(rpc.message)"
-        case .unknown where rpc.message == "context deadline exceeded":
-            // Go's context error, which etcd's lock and election services return unmapped when the
-            // call's deadline (sent as grpc-timeout) passes on the server before it does here.
-            code = .deadlineExceeded
-            message = "deadline exceeded: the server ended the call at its deadline (context deadline exceeded)"
         case .cancelled:
             code = .cancelled
         case .invalidArgument, .outOfRange, .failedPrecondition:

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
+import Etcd
 import Foundation
 import Synchronization
 
@@ -52,8 +53,6 @@ public final class EtcdTestProcess: Sendable {
 
     private struct State {
         var status: Int32?
-        var nextWaiterID = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var inputFD: Int32?
         var outputFD: Int32?
     }
@@ -61,6 +60,8 @@ public final class EtcdTestProcess: Sendable {
     private final class Shared: Sendable {
         let state: Mutex<State>
         let exitGroup = DispatchGroup()
+        /// Signalled once the process has exited and `status` is set.
+        let exited = OneTimeEvent()
         init(_ state: State) { self.state = Mutex(state) }
     }
     private let shared: Shared
@@ -190,14 +191,9 @@ public final class EtcdTestProcess: Sendable {
                 var result = waitpid(processID, &status, 0)
                 while result == -1 && errno == EINTR { result = waitpid(processID, &status, 0) }
                 let code = result == -1 ? -1 : Self.shellStatus(status)
-                let waiters = shared.state.withLock { state in
-                    state.status = code
-                    let waiters = Array(state.waiters.values)
-                    state.waiters = [:]
-                    return waiters
-                }
+                shared.state.withLock { $0.status = code }
                 shared.exitGroup.leave()
-                for waiter in waiters { waiter.resume() }
+                shared.exited.signal()
             }
             thread.name = "EtcdTestProcess \(processID)"
             thread.start()
@@ -228,12 +224,7 @@ public final class EtcdTestProcess: Sendable {
 
     /// Waits up to `timeout` for the process to exit; its ``exitStatus``, or nil if it runs on.
     public func waitForExit(timeout: Duration) async -> Int32? {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.exited() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
+        await self.shared.exited.wait(until: .now + timeout)
         return self.exitStatus
     }
 
@@ -242,26 +233,6 @@ public final class EtcdTestProcess: Sendable {
     public func waitUntilExit() -> Int32 {
         self.shared.exitGroup.wait()
         return self.exitStatus ?? -1
-    }
-
-    private func exited() async {
-        let id = self.shared.state.withLock { state -> Int in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = self.shared.state.withLock { state -> Bool in
-                    if state.status != nil || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = self.shared.state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
-        }
     }
 
     /// Writes `bytes` to standard input (``Input/pipe``).
