@@ -68,9 +68,20 @@ extension EtcdClient {
             stream.remove(entry)
             self.metrics?.watchClosed()
         }
-        // Wait for the server to create the watch, at most the call deadline or the dial timeout.
-        await entry.createdOrEnded.wait(until: EtcdCallDeadline.current ?? (.now + self.configuration.dialTimeout))
+        await self.waitUntilCreated(entry)
         return try await body(EtcdWatchResponses(buffer: entry.buffer, transform: transform))
+    }
+
+    /// Waits for the server to create the watch, at most the call deadline or the dial timeout.
+    private func waitUntilCreated(_ entry: WatchEntry) async {
+        let limit = EtcdCallDeadline.current ?? (.now + self.configuration.dialTimeout)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await entry.waitUntilCreated() }
+            group.addTask { try? await Task.sleep(until: limit) }
+            await group.next()
+            group.cancelAll()
+            entry.wakeCreatedWaiters()
+        }
     }
 
     /// Asks etcd for a progress notification on every watch stream (Go's `RequestProgress`, etcd 3.4+).
