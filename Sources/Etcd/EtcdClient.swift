@@ -118,6 +118,9 @@ public final class EtcdClient: Sendable {
     /// Call it once. Calls made before it starts wait for it, up to the dial timeout or their own
     /// deadline, then fail with `unavailable`. Calls in flight when shutdown begins are allowed to finish.
     /// If ``shutdown()`` comes before or while it starts, it returns without an error.
+    ///
+    /// - Throws: ``EtcdClientError``: `invalidArgument` when called twice; the error of a
+    ///   connection that fails as a whole (failed calls and lost connections do not end it).
     public func run() async throws {
         enum Start { case run, alreadyShutDown, twice }
         let start = self.lifecycle.withLock { state -> Start in
@@ -146,16 +149,7 @@ public final class EtcdClient: Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for connection in self.connections {
-                    group.addTask {
-                        do {
-                            try await connection.grpc.runConnections()
-                        } catch let error as RuntimeError where error.code == .clientIsStopped {
-                            // shutdown() came after run() started but before this connection did:
-                            // nothing was opened, so there is nothing to close.
-                            if self.isShutDown { return }
-                            throw error
-                        }
-                    }
+                    group.addTask { try await self.run(connection) }
                 }
                 group.addTask {
                     await withDiscardingTaskGroup { jobs in
@@ -191,6 +185,18 @@ public final class EtcdClient: Sendable {
         for connection in self.connections {
             connection.grpc.beginGracefulShutdown()
             connection.frameChannel.shutdown()
+        }
+    }
+
+    /// Runs one endpoint's connection until shutdown, its errors as ``EtcdClientError``.
+    private func run(_ connection: EndpointConnection) async throws {
+        do {
+            try await connection.run(logger: self.logger)
+        } catch let error as RuntimeError where error.code == .clientIsStopped && self.isShutDown {
+            // shutdown() came after run() started but before this connection did: nothing was
+            // opened, so there is nothing to close.
+        } catch {
+            throw EtcdClientError.from(error, endpoint: connection.endpoint.description)
         }
     }
 
@@ -276,7 +282,15 @@ public final class EtcdClient: Sendable {
             return (added, removed)
         }
         for connection in added {
-            self.runInBackground { try? await connection.grpc.runConnections() }
+            self.runInBackground {
+                do {
+                    try await self.run(connection)
+                } catch {
+                    self.logger.warning(
+                        "etcd connection stopped with an error",
+                        metadata: ["etcd_endpoint": "\(connection.endpoint)", "etcd_error": "\(error)"])
+                }
+            }
         }
         for connection in removed {
             connection.grpc.beginGracefulShutdown()

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import Foundation
+import Synchronization
 import Testing
 
 /// A membership change retried while etcd's strict reconfiguration check refuses it (`unhealthy`:
@@ -88,6 +90,38 @@ struct EndpointSyncTests {
                 #expect(malformed?.code == .invalidConfiguration)
                 #expect(client.endpoints.count == 2)
             }
+        }
+    }
+
+    @Test("endpoints set before run() are each started once, and serve gRPC-stream calls")
+    func setEndpointsBeforeRun() async throws {
+        try await withEtcdTestCluster { cluster in
+            let started = Mutex<[String]>([])
+            let logger = hookedLogger { line in
+                if line.message == "etcd connection starting", let endpoint = line.metadata["etcd_endpoint"] {
+                    started.withLock { $0.append("\(endpoint)") }
+                }
+            }
+            let endpoint = cluster.members[0].clientEndpoint
+            let client = try EtcdClient(configuration: .init(endpoints: ["127.0.0.1:1"]), logger: logger)
+            // Before run(), the new connection is both in the list run() starts and queued to start.
+            try client.setEndpoints([endpoint])
+            let running = Task { try await client.run() }
+            do {
+                // A snapshot streams through the connection's gRPC client, which only serves once started.
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-etcd-\(UUID())").path
+                defer { try? FileManager.default.removeItem(atPath: path) }
+                let snapshot = try await within(.seconds(10), "a snapshot through the set endpoint") {
+                    try await client.snapshot(to: path)
+                }
+                #expect(snapshot.size > 0)
+            } catch {
+                client.shutdown()
+                throw error
+            }
+            client.shutdown()
+            try await within(.seconds(10), "run() to return after shutdown") { try await running.value }
+            #expect(started.withLock { $0 } == ["http://\(endpoint)"])
         }
     }
 

@@ -35,6 +35,8 @@ package final class EndpointConnection: Sendable {
     /// endpoints), as a task executor: unary calls prefer it, so their continuations resume on the
     /// connection's thread instead of hopping to Swift's pool and back.
     package let loopExecutor: EventLoopTaskExecutor
+    /// Whether ``run(logger:)`` has started the gRPC client.
+    private let started = Atomic(false)
 
     init(
         endpoint: EtcdEndpoint,
@@ -133,6 +135,19 @@ package final class EndpointConnection: Sendable {
         self.kv = .init(wrapping: self.grpc)
         self.maintenance = .init(wrapping: self.grpc)
         self.election = .init(wrapping: self.grpc)
+    }
+
+    /// Runs the endpoint's gRPC client until it is shut down; returns at once if it was started
+    /// already (`EtcdClient.run()` and `setEndpoints` may both start a connection added before
+    /// `run()`).
+    ///
+    /// Throws grpc-swift's `RuntimeError` `clientIsStopped` if it was shut down before it started.
+    func run(logger: Logger) async throws {
+        guard self.started.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
+            return
+        }
+        logger.debug("etcd connection starting", metadata: ["etcd_endpoint": "\(self.endpoint)"])
+        try await self.grpc.runConnections()
     }
 
     /// Sends one unary call on the endpoint's ``FrameChannel``, observed as configured.
