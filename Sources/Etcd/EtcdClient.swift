@@ -334,6 +334,7 @@ final class ConnectionList: Sendable {
 ///     try await client.put("k", value: "v")
 /// }
 /// ```
+@discardableResult
 public func withEtcdClient<Result: Sendable>(
     _ configuration: EtcdClient.Configuration,
     logger: Logger = Logger(label: "swift-etcd", factory: { _ in SwiftLogNoOpLogHandler() }),

@@ -161,6 +161,7 @@ public final class EtcdElection: Sendable {
     ///
     /// When the session is lost while `body` runs (so another candidate may lead by now), `body`'s
     /// task is cancelled and this throws `sessionExpired` once it has returned.
+    @discardableResult
     public func withLeadership<Result: Sendable>(
         _ value: some EtcdBytes,
         _ body: @escaping @Sendable () async throws -> Result

@@ -112,6 +112,7 @@ public final class EtcdMutex: Sendable {
     /// has returned: work does not knowingly continue under a lock that is no longer held.
     ///
     /// - Parameter body: receives the fencing token (the lock key's create revision).
+    @discardableResult
     public func withLock<Result: Sendable>(
         _ body: @escaping @Sendable (_ fencingToken: Int64) async throws -> Result
     ) async throws -> Result {

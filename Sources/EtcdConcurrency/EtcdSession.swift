@@ -84,6 +84,7 @@ extension EtcdClient {
     ///     try await EtcdMutex(session: session, name: "jobs/cleanup").withLock { ... }
     /// }
     /// ```
+    @discardableResult
     public func withSession<Result: Sendable>(
         ttl: Int64 = EtcdSession.defaultTTL,
         isolation: isolated (any Actor)? = #isolation,

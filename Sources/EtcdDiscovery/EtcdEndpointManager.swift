@@ -121,6 +121,7 @@ public struct EtcdEndpointManager: Sendable {
     /// Keeps `endpoint` registered for the duration of `body`, attached to a lease of `ttl`
     /// seconds kept alive meanwhile, and removes it afterwards, also when `body` throws or is
     /// cancelled. If the process dies, the lease expires and the endpoint disappears within `ttl`.
+    @discardableResult
     public func withRegistration<Result: Sendable>(
         _ endpoint: EtcdServiceEndpoint,
         key: String? = nil,

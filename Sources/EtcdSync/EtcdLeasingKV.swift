@@ -25,6 +25,7 @@ import Synchronization
 /// their changes are not seen by owners until the key is revoked: as in Go, every writer of leased
 /// keys must go through a leasing KV. Keys attached to a lease are never cached (they can vanish
 /// without a write). Leaving `body` revokes the session lease, which deletes every ownership key.
+@discardableResult
 public func withEtcdLeasingKV<Result: Sendable>(
     client: EtcdClient,
     prefix: some EtcdBytes,

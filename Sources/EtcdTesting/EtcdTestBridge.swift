@@ -272,6 +272,7 @@ public final class EtcdTestBridge: Sendable {
 
 /// Runs `body` with a bridge in front of each member of `cluster` (in the order of its members),
 /// and closes them afterwards.
+@discardableResult
 public func withEtcdTestBridges<Result: Sendable>(
     for cluster: EtcdTestCluster,
     _ body: ([EtcdTestBridge]) async throws -> Result

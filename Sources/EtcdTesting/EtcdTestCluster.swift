@@ -467,6 +467,7 @@ public final class EtcdTestCluster: Sendable {
 }
 
 /// Launches an ``EtcdTestCluster``, runs `body` with it, and removes it afterwards, also when `body` throws.
+@discardableResult
 public func withEtcdTestCluster<Result: Sendable>(
     _ configuration: EtcdTestCluster.Configuration = .init(),
     isolation: isolated (any Actor)? = #isolation,

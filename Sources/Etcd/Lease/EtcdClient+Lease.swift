@@ -168,6 +168,7 @@ extension EtcdClient {
     /// survived: a lease can be lost while `body` runs when no member could be reached for its TTL.
     ///
     /// - Parameter ttl: the time to live in seconds; see ``grant(ttl:id:)``.
+    @discardableResult
     public func withLease<Result: Sendable>(
         ttl: Int64,
         isolation: isolated (any Actor)? = #isolation,
