@@ -143,18 +143,23 @@ private struct EtcdResolution: AsyncSequence, Sendable {
                     var address = pointer.pointee.sin_addr
                     inet_ntop(AF_INET, &address, &buffer, socklen_t(buffer.count))
                 }
-                addresses.append(.ipv4(host: String(cString: buffer), port: port))
+                addresses.append(.ipv4(host: Self.text(buffer), port: port))
             } else if info.ai_family == AF_INET6, let raw = info.ai_addr {
                 raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
                     var address = pointer.pointee.sin6_addr
                     inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count))
                 }
-                addresses.append(.ipv6(host: String(cString: buffer), port: port))
+                addresses.append(.ipv6(host: Self.text(buffer), port: port))
             }
             cursor = info.ai_next
         }
         // Each address once, in the resolver's order.
         var seen = Set<SocketAddress>()
         return addresses.filter { seen.insert($0).inserted }
+    }
+
+    /// The NUL-terminated text `inet_ntop` wrote into `buffer`.
+    private static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -23,7 +23,7 @@ struct BoundedFaultTests {
             configuration.dialTimeout = .seconds(2)
             try await withEtcdClient(configuration) { client in
                 try await client.put("once", value: "0")
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         while !Task.isCancelled {
                             for bridge in bridges { bridge.dropConnections() }

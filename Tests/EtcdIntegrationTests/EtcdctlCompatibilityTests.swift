@@ -48,7 +48,7 @@ struct EtcdctlCompatibilityTests {
         let input = folder.appendingPathComponent("in")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        FileManager.default.createFile(atPath: input.path, contents: Data((stdin ?? "").utf8))
+        _ = FileManager.default.createFile(atPath: input.path, contents: Data((stdin ?? "").utf8))
         let process = try EtcdTestProcess(
             tool, arguments, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"].merging(environment) { $1 },
             input: .file(input.path), output: .file(out.path), error: .file(err.path))
