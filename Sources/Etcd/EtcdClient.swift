@@ -41,9 +41,9 @@ public final class EtcdClient: Sendable {
     /// The thread that does this client's network I/O, as a task executor: code that makes many
     /// calls in a row runs with less latency and CPU under it.
     ///
-    /// Every call runs on this thread, where its response arrives. Code that awaits calls from
-    /// Swift's default thread pool hands each call to this thread and the result back: two thread
-    /// wake-ups per call. Under `withTaskExecutorPreference(client.taskExecutor)`, or in a task
+    /// Every call's request is written and its response read on this thread. Code that awaits calls
+    /// from Swift's default thread pool hands each request to this thread and gets the response
+    /// back: two thread wake-ups per call. Under `withTaskExecutorPreference(client.taskExecutor)`, or in a task
     /// created with `executorPreference: client.taskExecutor`, the calling code runs on the
     /// client's thread too, with no hand-off (measured in `benchmarks/RESULTS.md`).
     ///
@@ -370,14 +370,12 @@ extension EtcdClient {
 
     /// Runs one RPC against a healthy endpoint (or `pinned`), with retries, auth and deadline handling.
     ///
-    /// `body` runs on the connection's event loop unless `runsUserCode` says it runs the caller's code
-    /// (a stream handed to a closure, a file written), which could block the loop.
+    /// `body` runs on the caller's executor.
     package func call<Result: Sendable>(
         _ method: String,
         retry: Retry,
         pinned: EndpointConnection? = nil,
         minimumVersion: (EtcdServerVersion, String)? = nil,
-        runsUserCode: Bool = false,
         _ body: (EndpointConnection, CallOptions, Metadata) async throws -> Result
     ) async throws -> Result {
         try await self.waitUntilRunning()
@@ -429,16 +427,13 @@ extension EtcdClient {
                         )
                     }
                 }
+                // The body runs on the caller's executor; only the call's frames go to the
+                // connection's event loop (FrameChannel). Hopping the whole body to the loop saved
+                // nothing with one caller and, from plain tasks, cost 8-15% of throughput and about 10%
+                // more CPU per operation at 16 and 64 (etcd-swift-bench put, etcd 3.4): the loop, which
+                // does every connection's I/O, also ran each call's encoding and two task switches.
                 let result = try await TrackingTransport.$streamOpened.withValue(streamOpened) {
-                    // The call runs on its connection's event loop, where its response arrives: no
-                    // hop to Swift's thread pool and back per call (measured: 7-19% less CPU per
-                    // operation). Not for calls that run the caller's code (it could block the loop).
-                    if !runsUserCode {
-                        return try await withTaskExecutorPreference(connection.loopExecutor) {
-                            try await body(connection, options, metadata)
-                        }
-                    }
-                    return try await body(connection, options, metadata)
+                    try await body(connection, options, metadata)
                 }
                 connection.markHealthy()
                 return result

@@ -29,33 +29,40 @@ struct ConnectionTests {
         }
     }
 
-    @Test("calls run on their connection's event loop; calls that run the caller's code do not")
-    func callsRunOnTheConnectionsLoop() async throws {
+    @Test(
+        "a call's body runs on its caller's executor: off the connection's loop from a plain task, on it from code that prefers it"
+    )
+    func callsRunWhereTheirCallerRuns() async throws {
         try await withEtcd { _, client in
             try await client.put("k", value: "v")  // the connection now exists
             let (onLoop, executor) = try await client.call("Range", retry: .idempotent) { connection, _, _ in
                 (connection.loopExecutor.isCurrent, connection.loopExecutor)
             }
-            #expect(onLoop)
-            let userCodeOnLoop = try await client.call("Range", retry: .idempotent, runsUserCode: true) {
-                connection, _, _ in connection.loopExecutor.isCurrent
+            #expect(!onLoop, "a plain task's call leaves the loop to do the connection's I/O only")
+            let preferring = try await withTaskExecutorPreference(client.taskExecutor) {
+                try await client.call("Range", retry: .idempotent) { connection, _, _ in
+                    connection.loopExecutor.isCurrent
+                }
             }
-            #expect(!userCodeOnLoop)
-            #expect(!executor.isCurrent, "after the call, the caller is back on Swift's executor")
+            #expect(preferring, "code that prefers the client's executor stays on it through the call")
+            #expect(!executor.isCurrent)
         }
     }
 
-    @Test("every endpoint's calls run on the client's task executor; calls from code that prefers it complete")
+    @Test("every endpoint's connection uses the client's task executor; calls from code that prefers it complete")
     func oneExecutorForAllEndpoints() async throws {
         try await withEtcd(members: 3) { _, client in
             let executor = client.executor
             #expect((client.taskExecutor as? EventLoopTaskExecutor) === executor)
             #expect(client.connections.count == 3)
             for (index, connection) in client.connections.enumerated() {
-                let onClientExecutor = try await client.call("Range", retry: .idempotent, pinned: connection) {
-                    _, _, _ in executor.isCurrent
+                #expect(connection.loopExecutor === executor, "endpoint \(index) uses the client's executor")
+                let onClientExecutor = try await withTaskExecutorPreference(client.taskExecutor) {
+                    try await client.call("Range", retry: .idempotent, pinned: connection) { _, _, _ in
+                        executor.isCurrent
+                    }
                 }
-                #expect(onClientExecutor, "calls to endpoint \(index) run on the client's executor")
+                #expect(onClientExecutor, "calls to endpoint \(index) stay on the client's executor")
             }
             // Calls go round-robin over the three endpoints; from code that prefers the client's
             // executor they complete like any others (nothing waits on the thread it runs on).

@@ -32,8 +32,7 @@ package final class EndpointConnection: Sendable {
     }
     private let state = Mutex(State())
     /// The event loop every TCP connection to the endpoint uses (the client's, shared by all its
-    /// endpoints), as a task executor: unary calls prefer it, so their continuations resume on the
-    /// connection's thread instead of hopping to Swift's pool and back.
+    /// endpoints), as a task executor.
     package let loopExecutor: EventLoopTaskExecutor
     /// Whether ``run(logger:)`` has started the gRPC client.
     private let started = Atomic(false)

@@ -205,7 +205,7 @@ extension EtcdClient {
         }
         let request = try EtcdRequests.range(key: key.etcdData, options: options)
         try await self.call(
-            "RangeStream", retry: .idempotent, minimumVersion: (.v3_7, "RangeStream"), runsUserCode: true
+            "RangeStream", retry: .idempotent, minimumVersion: (.v3_7, "RangeStream")
         ) {
             connection, options, metadata in
             try await connection.kv.rangeStream(request, metadata: metadata, options: options) { response in

@@ -42,7 +42,7 @@ extension EtcdClient {
         }
         do {
             let (size, version, digestMatches) = try await self.call(
-                "Snapshot", retry: .idempotent, pinned: pinned, runsUserCode: true
+                "Snapshot", retry: .idempotent, pinned: pinned
             ) {
                 connection, options, metadata in
                 try file.truncate(atOffset: 0)
