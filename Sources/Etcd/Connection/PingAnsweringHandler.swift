@@ -222,6 +222,10 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 let count = min(self.outboundPassThrough, bytes.endIndex - index)
                 self.outboundPassThrough -= count
                 index += count
+            } else if self.outboundPartial.isEmpty && bytes.endIndex - index >= Self.frameHeaderSize {
+                // The whole header is in this write (the usual case): read it where it is.
+                self.outboundFrame(header: bytes[index..<(index + Self.frameHeaderSize)])
+                index += Self.frameHeaderSize
             } else {
                 let count = min(Self.frameHeaderSize - self.outboundPartial.count, bytes.endIndex - index)
                 self.outboundPartial += bytes[index..<(index + count)]
@@ -229,14 +233,20 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 guard self.outboundPartial.count == Self.frameHeaderSize else { break }
                 let header = self.outboundPartial
                 self.outboundPartial = []
-                let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
-                let stream =
-                    (UInt32(header[5]) << 24 | UInt32(header[6]) << 16 | UInt32(header[7]) << 8
-                        | UInt32(header[8])) & 0x7fff_ffff
-                self.track(type: header[3], flags: header[4], stream: stream, outbound: true)
-                self.outboundPassThrough = length
+                self.outboundFrame(header: header[...])
             }
         }
+    }
+
+    /// Tracks the frame whose 9-byte header this is, and passes its payload through.
+    private func outboundFrame<Header: RandomAccessCollection<UInt8>>(header: Header) where Header.Index == Int {
+        let at = header.startIndex
+        let length = Int(header[at]) << 16 | Int(header[at + 1]) << 8 | Int(header[at + 2])
+        let stream =
+            (UInt32(header[at + 5]) << 24 | UInt32(header[at + 6]) << 16 | UInt32(header[at + 7]) << 8
+                | UInt32(header[at + 8])) & 0x7fff_ffff
+        self.track(type: header[at + 3], flags: header[at + 4], stream: stream, outbound: true)
+        self.outboundPassThrough = length
     }
 
     private static let dataType: UInt8 = 0x0
