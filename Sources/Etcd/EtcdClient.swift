@@ -43,9 +43,9 @@ public final class EtcdClient: Sendable {
     ///
     /// Every call's request is written and its response read on this thread. Code that awaits calls
     /// from Swift's default thread pool hands each request to this thread and gets the response
-    /// back: two thread wake-ups per call. Under `withTaskExecutorPreference(client.taskExecutor)`, or in a task
-    /// created with `executorPreference: client.taskExecutor`, the calling code runs on the
-    /// client's thread too, with no hand-off (measured in `benchmarks/RESULTS.md`).
+    /// back: two thread wake-ups per call. Under `withTaskExecutorPreference(client.taskExecutor)`,
+    /// or in a task created with `executorPreference: client.taskExecutor`, the calling code runs
+    /// on the client's thread too, with no hand-off (measured in `benchmarks/RESULTS.md`).
     ///
     /// Such code must not block (no blocking file or socket I/O, no long computation, no
     /// semaphores): while it runs, the client's other calls, watches and lease keepalives wait.

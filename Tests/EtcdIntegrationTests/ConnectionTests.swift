@@ -38,14 +38,14 @@ struct ConnectionTests {
             let (onLoop, executor) = try await client.call("Range", retry: .idempotent) { connection, _, _ in
                 (connection.loopExecutor.isCurrent, connection.loopExecutor)
             }
-            #expect(!onLoop, "a plain task's call leaves the loop to do the connection's I/O only")
+            #expect(!onLoop, "a plain task's call runs off the loop; only its frames go there")
             let preferring = try await withTaskExecutorPreference(client.taskExecutor) {
                 try await client.call("Range", retry: .idempotent) { connection, _, _ in
                     connection.loopExecutor.isCurrent
                 }
             }
             #expect(preferring, "code that prefers the client's executor stays on it through the call")
-            #expect(!executor.isCurrent)
+            #expect(!executor.isCurrent, "after the call, the caller is back on Swift's executor")
         }
     }
 
