@@ -48,6 +48,22 @@ struct ErrorMappingTests {
         #expect(EtcdClientError.from(tooBig, endpoint: nil).code == .responseTooLarge)
     }
 
+    @Test("grpc-swift's client errors (what run() throws when a connection fails as a whole) become typed errors")
+    func runtimeErrors() throws {
+        let stopped = try #require(
+            EtcdClientError.from(RuntimeError(code: .clientIsStopped, message: "stopped") as any Error, endpoint: nil)
+                as? EtcdClientError)
+        #expect(stopped.code == .unavailable)
+        let failed = try #require(
+            EtcdClientError.from(
+                RuntimeError(code: .transportError, message: "the transport failed") as any Error,
+                endpoint: "http://e:1") as? EtcdClientError)
+        #expect(failed.code == .internalError)
+        #expect(failed.message == "the transport failed")
+        #expect(failed.endpoint == "http://e:1")
+        #expect(failed.cause is RuntimeError)
+    }
+
     @Test("cancellation passes through unchanged")
     func cancellation() {
         #expect(EtcdClientError.from(CancellationError(), endpoint: nil) is CancellationError)
