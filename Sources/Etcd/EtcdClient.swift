@@ -149,7 +149,7 @@ public final class EtcdClient: Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for connection in self.connections {
-                    group.addTask { try await self.run(connection) }
+                    group.addTask { try await self.runConnection(connection) }
                 }
                 group.addTask {
                     await withDiscardingTaskGroup { jobs in
@@ -189,7 +189,7 @@ public final class EtcdClient: Sendable {
     }
 
     /// Runs one endpoint's connection until shutdown, its errors as ``EtcdClientError``.
-    private func run(_ connection: EndpointConnection) async throws {
+    private func runConnection(_ connection: EndpointConnection) async throws {
         do {
             try await connection.run(logger: self.logger)
         } catch let error as RuntimeError where error.code == .clientIsStopped && self.isShutDown {
@@ -284,7 +284,7 @@ public final class EtcdClient: Sendable {
         for connection in added {
             self.runInBackground {
                 do {
-                    try await self.run(connection)
+                    try await self.runConnection(connection)
                 } catch {
                     self.logger.warning(
                         "etcd connection stopped with an error",
