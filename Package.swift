@@ -151,7 +151,11 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdFaultTests",
-            dependencies: ["Etcd", "EtcdTesting"],
+            dependencies: [
+                "Etcd", "EtcdTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

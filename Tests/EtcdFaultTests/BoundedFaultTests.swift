@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
+import InMemoryLogging
+import Logging
 import Synchronization
 import Testing
 
@@ -13,6 +15,23 @@ struct BoundedFaultTests {
         test.electionTimeout = 500
         try await withEtcdTestCluster(test) { cluster in
             try await withEtcdTestBridges(for: cluster) { bridges in try await body(cluster, bridges) }
+        }
+    }
+
+    /// A logger at `debug` whose lines are kept in memory, for waiting until the client has logged a line.
+    private func capturingLogger() -> (InMemoryLogHandler, Logger) {
+        let handler = InMemoryLogHandler()
+        var logger = Logger(label: "test", factory: { _ in handler })
+        logger.logLevel = .debug
+        return (handler, logger)
+    }
+
+    /// Returns once `logs` holds a line with `message` (the client's own record of reaching that point), bounded.
+    private func logged(_ message: String, in logs: InMemoryLogHandler) async throws {
+        try await within(.seconds(10), "the client to log \"\(message)\"") {
+            while !logs.entries.contains(where: { $0.message.description == message }) {
+                try await Task.sleep(for: .milliseconds(10))  // the handler has no event to await
+            }
         }
     }
 
@@ -46,10 +65,12 @@ struct BoundedFaultTests {
         try await self.cluster { cluster, bridges in
             var configuration = EtcdClient.Configuration(endpoints: [bridges[0].endpoint])
             configuration.dialTimeout = .seconds(30)
-            try await withEtcdClient(configuration) { client in
+            let (logs, logger) = capturingLogger()
+            try await withEtcdClient(configuration, logger: logger) { client in
                 try await client.put("k", value: "v")
                 try await cluster.members[0].kill()
                 for what in ["get", "watch"] {
+                    logs.clear()
                     let task = Task {
                         if what == "get" {
                             _ = try await client.get("k")
@@ -57,7 +78,9 @@ struct BoundedFaultTests {
                             try await client.watch("k") { responses in for try await _ in responses {} }
                         }
                     }
-                    try await Task.sleep(for: .milliseconds(300))  // let it start waiting on the dead member
+                    // Cancel once the call has failed on the dead member and waits to try again.
+                    try await logged(
+                        what == "get" ? "etcd call failed; retrying" : "etcd watch stream broke; reopening", in: logs)
                     let cancelled = ContinuousClock.now
                     task.cancel()
                     _ = await task.result
@@ -214,7 +237,8 @@ struct BoundedFaultTests {
         try await withEtcdTestCluster(.init(members: 1)) { cluster in
             var configuration = cluster.clientConfiguration()
             configuration.dialTimeout = .seconds(2)
-            let client = try EtcdClient(configuration: configuration)
+            let (logs, logger) = capturingLogger()
+            let client = try EtcdClient(configuration: configuration, logger: logger)
             let created = Count()
             let finished = Count()  // run() and the watches that returned
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -237,8 +261,8 @@ struct BoundedFaultTests {
                     }
                 }
                 try await cluster.members[0].kill()
-                // Let the watches find their stream broken and start resuming (there is nothing to await).
-                try await Task.sleep(for: .milliseconds(500))
+                // Shut down once the watches have found their stream broken and are resuming.
+                try await logged("etcd watch stream broke; reopening", in: logs)
                 let start = ContinuousClock.now
                 client.shutdown()
                 try await within(.seconds(30), "run() and every watch to return") {

@@ -241,7 +241,10 @@ struct WatchTests {
                         }
                     }
                 }
-                while ready.count < count { try await Task.sleep(for: .milliseconds(10)) }
+                // Each watch counts itself once created.
+                try await within(.seconds(30), "all \(count) watches to be created") {
+                    while ready.count < count { try await Task.sleep(for: .milliseconds(10)) }
+                }
                 let metrics = try cluster.members[0].metrics()
                 #expect(metrics["etcd_debugging_mvcc_watch_stream_total"] == 1)
                 #expect((metrics["etcd_debugging_mvcc_watcher_total"] ?? 0) >= Double(count))
