@@ -200,6 +200,20 @@ func benchmark() async -> String {
     }
     let keyOf = Keys(size: keySize, space: keySpace)
 
+    /// The put workload's random key numbers, one per put, as peer-bench's `rand.Int()` gives them:
+    /// SplitMix64 over the put's index from one random seed. `Int.random` would ask the kernel
+    /// (`getrandom`) on every put, a system call that Go's generator does not make.
+    struct RandomNumbers: Sendable {
+        let seed = UInt64.random(in: .min ... .max)
+        func callAsFunction(_ i: Int) -> Int {
+            var z = self.seed &+ UInt64(truncatingIfNeeded: i) &* 0x9E37_79B9_7F4A_7C15
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int(truncatingIfNeeded: (z ^ (z >> 31)) >> 1)
+        }
+    }
+    let randomNumber = RandomNumbers()
+
     guard ["put", "range", "txn", "watch", "lease", "watch-scale", "lease-scale"].contains(command) else {
         fail("unknown command \"\(command)\"")
     }
@@ -236,7 +250,7 @@ func benchmark() async -> String {
         case "put":
             let written = Shared([String]())
             let r = await run(runningClients, workers: workers, total: total) { client, i in
-                let key = keyOf(Int.random(in: 0..<Int.max))
+                let key = keyOf(randomNumber(i))
                 try await client.put(key, value: value)
                 if i % 97 == 0 { written.withLock { $0.append(key) } }
             }
