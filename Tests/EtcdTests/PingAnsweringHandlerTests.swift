@@ -50,36 +50,45 @@ struct PingAnsweringHandlerTests {
                 offset = end
             }
             #expect(try self.readAll(channel) == expectedForwarded, "chunk size \(chunkSize)")
-            channel.embeddedEventLoop.run()
+            channel.embeddedEventLoop.advanceTime(by: PingAnsweringHandler.ackDelay)
             #expect(try self.writtenAll(channel) == expectedAcks, "chunk size \(chunkSize)")
             #expect(handler.answeredPings == 2)
             _ = try channel.finish()
         }
     }
 
-    @Test("an acknowledgement goes out with the next write, or by itself once the event loop has run its queue")
+    @Test("an acknowledgement goes out with the next write, or by itself once ackDelay has passed")
     func acknowledgementsShareTheNextWrite() throws {
         let handler = PingAnsweringHandler()
         let channel = EmbeddedChannel(handler: handler)
+        let loop = channel.embeddedEventLoop
         let request = frame(type: 0x0, flags: 1, stream: 1, payload: [1, 2, 3])
         try channel.writeInbound(
             ByteBuffer(bytes: frame(type: 0x6, flags: 0, stream: 0, payload: [1, 1, 1, 1, 1, 1, 1, 1])))
-        #expect(try self.writtenAll(channel).isEmpty, "not flushed by itself at once")
+        loop.run()
+        #expect(try self.writtenAll(channel).isEmpty, "not flushed by itself once the loop has run its queue")
         try channel.writeOutbound(ByteBuffer(bytes: request))
         #expect(
             try self.writtenAll(channel)
                 == frame(type: 0x6, flags: 1, stream: 0, payload: [1, 1, 1, 1, 1, 1, 1, 1]) + request,
             "the acknowledgement leads the next flushed write")
-        channel.embeddedEventLoop.run()
+        loop.advanceTime(by: PingAnsweringHandler.ackDelay)
         #expect(try self.writtenAll(channel).isEmpty, "nothing is flushed twice")
 
         try channel.writeInbound(
             ByteBuffer(bytes: frame(type: 0x6, flags: 0, stream: 0, payload: [2, 2, 2, 2, 2, 2, 2, 2])))
-        #expect(try self.writtenAll(channel).isEmpty)
-        channel.embeddedEventLoop.run()
+        loop.advanceTime(by: PingAnsweringHandler.ackDelay - .milliseconds(1))
+        #expect(try self.writtenAll(channel).isEmpty, "it waits for a write until ackDelay has passed")
+        try channel.writeInbound(
+            ByteBuffer(bytes: frame(type: 0x6, flags: 0, stream: 0, payload: [3, 3, 3, 3, 3, 3, 3, 3])))
+        loop.advanceTime(by: .milliseconds(1))
         #expect(
-            try self.writtenAll(channel) == frame(type: 0x6, flags: 1, stream: 0, payload: [2, 2, 2, 2, 2, 2, 2, 2]),
-            "with nothing else to write, it goes out by itself")
+            try self.writtenAll(channel)
+                == frame(type: 0x6, flags: 1, stream: 0, payload: [2, 2, 2, 2, 2, 2, 2, 2])
+                + frame(type: 0x6, flags: 1, stream: 0, payload: [3, 3, 3, 3, 3, 3, 3, 3]),
+            "with nothing else to write, both go out together once ackDelay has passed since the first")
+        loop.advanceTime(by: PingAnsweringHandler.ackDelay)
+        #expect(try self.writtenAll(channel).isEmpty, "nothing is flushed twice")
         _ = try channel.finish()
     }
 

@@ -48,6 +48,13 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var passThrough = 0
     /// PING acknowledgements are written but not yet flushed.
     private var ackUnflushed = false
+    /// How long an acknowledgement waits at most for the next write before it is flushed by itself.
+    ///
+    /// A PING's answer has no deadline but the sender's keepalive timeout (etcd's is 20 s); gRPC-Go
+    /// only times the round trip for its flow-control window estimate, which small calls do not grow.
+    static let ackDelay = TimeAmount.milliseconds(10)
+    /// Flushes unflushed acknowledgements when it fires; at most one is pending.
+    private var ackTimer: Scheduled<Void>?
     /// PINGs answered on this connection; visible to tests through ``answeredPings``.
     private(set) var answeredPings = 0
 
@@ -185,14 +192,20 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
             self.partial = buffer.getSlice(at: cursor, length: end - cursor)
         }
         if answered && !self.ackUnflushed {
-            // The acknowledgements go out with the next write, or by themselves once the event loop
-            // has run what it has queued: the calls this read completed usually send their next
-            // requests first (one write instead of two, and one read less for the server).
             self.ackUnflushed = true
-            context.eventLoop.assumeIsolated().execute {
-                guard self.ackUnflushed else { return }
-                self.ackUnflushed = false
-                context.flush()
+            if self.ackTimer == nil {
+                // The acknowledgements go out with the next write, or by themselves within
+                // `ackDelay`: the calls this read completed usually send their next requests well
+                // within it, even when their tasks wait for a thread of Swift's pool first. That is
+                // one write instead of two, and one read less for the server.
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.ackTimer = context.eventLoop.scheduleTask(in: Self.ackDelay) {
+                    let (handler, context) = loopBound.value
+                    handler.ackTimer = nil
+                    guard handler.ackUnflushed else { return }
+                    handler.ackUnflushed = false
+                    context.flush()
+                }
             }
         }
     }
@@ -294,6 +307,8 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func stopTimers() {
         self.timer?.cancel()
         self.timer = nil
+        self.ackTimer?.cancel()
+        self.ackTimer = nil
         self.handshakeTimer?.cancel()
         self.handshakeTimer = nil
     }
