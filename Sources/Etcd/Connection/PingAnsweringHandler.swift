@@ -53,7 +53,9 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// A PING's answer has no deadline but the sender's keepalive timeout (etcd's is 20 s); gRPC-Go
     /// only times the round trip for its flow-control window estimate, which small calls do not grow.
     static let ackDelay = TimeAmount.milliseconds(10)
-    /// Flushes unflushed acknowledgements when it fires; at most one is pending.
+    /// Flushes unflushed acknowledgements when it fires; at most one is pending. A write that
+    /// flushes them first leaves it pending: firing with nothing to flush costs less than a
+    /// cancellation on every request.
     private var ackTimer: Scheduled<Void>?
     /// PINGs answered on this connection; visible to tests through ``answeredPings``.
     private(set) var answeredPings = 0
