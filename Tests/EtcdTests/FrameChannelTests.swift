@@ -225,6 +225,51 @@ struct FrameConnectionScriptTests {
         #expect(answers.sorted() == (0..<6).map { UInt8($0) })
     }
 
+    @Test(
+        "a stream's requests queued while their hop to the loop is pending go out in order, in one DATA frame and one flush"
+    )
+    func streamRequestsShareWrites() async throws {
+        let recorder = FlushRecorder()
+        try await self.channel.pipeline.addHandler(recorder, position: .first)
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        let call = StreamCall(headers: [":path": "/test"], maxMessageBytes: 1024, onMessage: { _ in })
+        let running = Task {
+            try await withCheckedThrowingContinuation { continuation in
+                loop.execute {
+                    guard call.begin(continuation) else { return }
+                    handler.openStream(call)
+                }
+            }
+        }
+        let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        guard case .headers = headers.payload else { throw TestFailure("expected HEADERS, got \(headers)") }
+
+        // Only the first request schedules a hop; the ones queued before it runs ride along.
+        let outbox = Outbox()
+        let hops = [[1], [2, 3], [4, 5, 6]].map { outbox.add($0) }
+        #expect(hops == [true, false, false])
+        try await loop.executeInContext { call.send(outbox.takeAll(), allocator: ByteBufferAllocator()) }
+        #expect(outbox.add([7]), "after the hop took them, the next request schedules a new one")
+
+        let data = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        guard case .data(let body) = data.payload, case .byteBuffer(var bytes) = body.data, !body.endStream else {
+            throw TestFailure("expected one DATA frame of requests, got \(data)")
+        }
+        var messages: [[UInt8]] = []
+        while let flag = bytes.readInteger(as: UInt8.self), let length = bytes.readInteger(as: UInt32.self) {
+            #expect(flag == 0)
+            let message = bytes.readBytes(length: Int(length))
+            messages.append(try #require(message))
+        }
+        #expect(messages == [[1], [2, 3], [4, 5, 6]])
+        let framesPerFlush = try await loop.executeInContext { recorder.framesPerFlush }
+        #expect(framesPerFlush == [1, 1])
+
+        try await loop.executeInContext { call.end(CancellationError(), reset: true) }
+        await #expect(throws: CancellationError.self) { try await running.value }
+    }
+
     @Test("a trailers-only error answer and a non-200 status end their calls with the mapped codes")
     func errorAnswers() async throws {
         let (first, firstStream) = try await self.start()

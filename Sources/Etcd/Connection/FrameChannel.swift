@@ -6,6 +6,7 @@ import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// Unary RPCs, the watch stream and the lease keepalive stream of one endpoint, sent as HTTP/2
 /// frames on a connection of the channel's own.
@@ -124,10 +125,19 @@ final class FrameChannel: @unchecked Sendable {
         )
         let eventLoop = self.eventLoop
         let allocator = ByteBufferAllocator()
+        let outbox = Outbox()
         try await withTaskCancellationHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    await requests { message in eventLoop.execute { call.send(message, allocator: allocator) } }
+                    // One hop to the loop carries every request sent before it runs, written in one
+                    // frame: a renewal round of thousands of leases, or thousands of watches created
+                    // at once, costs a few writes instead of one each. Hops run in order, so
+                    // finishSending comes after the last request.
+                    await requests { message in
+                        if outbox.add(message) {
+                            eventLoop.execute { call.send(outbox.takeAll(), allocator: allocator) }
+                        }
+                    }
                     eventLoop.execute { call.finishSending() }
                 }
                 defer { group.cancelAll() }
@@ -312,5 +322,29 @@ final class FrameChannel: @unchecked Sendable {
             self.settings.initialBackoff * pow(1.6, Double(min(self.failedAttempts - 1, 32))), self.settings.maxBackoff)
         self.state = .backingOff(rpcError, until: .now() + TimeAmount(backoff))
         for call in calls { call.end(rpcError, reset: false) }
+    }
+}
+
+/// The requests of one stream that wait for the hop to its event loop.
+final class Outbox: Sendable {
+    private let state = Mutex<(messages: [[UInt8]], hopPending: Bool)>(([], false))
+
+    /// Queues `message`; true when the caller must schedule the hop that takes it (none is pending).
+    func add(_ message: [UInt8]) -> Bool {
+        self.state.withLock { state in
+            state.messages.append(message)
+            defer { state.hopPending = true }
+            return !state.hopPending
+        }
+    }
+
+    /// Every queued request, in order; the next ``add(_:)`` schedules a new hop.
+    func takeAll() -> [[UInt8]] {
+        self.state.withLock { state in
+            state.hopPending = false
+            let messages = state.messages
+            state.messages = []
+            return messages
+        }
     }
 }

@@ -490,10 +490,17 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 extension ByteBufferAllocator {
     /// `message` as one gRPC length-prefixed message, uncompressed.
     func grpcMessage(_ message: [UInt8]) -> ByteBuffer {
-        var framed = self.buffer(capacity: 5 + message.count)
-        framed.writeInteger(UInt8(0))  // not compressed
-        framed.writeInteger(UInt32(message.count))
-        framed.writeBytes(message)
+        self.grpcMessages(CollectionOfOne(message))
+    }
+
+    /// `messages` one after another, each a gRPC length-prefixed message, uncompressed.
+    func grpcMessages(_ messages: some Collection<[UInt8]>) -> ByteBuffer {
+        var framed = self.buffer(capacity: messages.reduce(0) { $0 + 5 + $1.count })
+        for message in messages {
+            framed.writeInteger(UInt8(0))  // not compressed
+            framed.writeInteger(UInt32(message.count))
+            framed.writeBytes(message)
+        }
         return framed
     }
 }

@@ -57,10 +57,11 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
         return (self.pending, self.sendingFinished)
     }
 
-    /// Sends one request (a serialized message), now or once the stream is open.
-    func send(_ message: [UInt8], allocator: ByteBufferAllocator) {
-        guard self.phase != .ended, !self.sendingFinished else { return }
-        let framed = allocator.grpcMessage(message)
+    /// Sends requests (serialized messages), in order, now or once the stream is open: one DATA
+    /// frame and one flush for all of them.
+    func send(_ messages: [[UInt8]], allocator: ByteBufferAllocator) {
+        guard self.phase != .ended, !self.sendingFinished, !messages.isEmpty else { return }
+        let framed = allocator.grpcMessages(messages)
         if let stream = self.stream {
             stream.handler.write(framed, on: stream.id, endStream: false)
         } else {
