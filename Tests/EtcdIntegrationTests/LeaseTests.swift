@@ -214,6 +214,37 @@ struct LeaseTests {
         }
     }
 
+    @Test("2,000 leases kept in the background by one client outlive their TTL, every one renewed")
+    func manyLeases() async throws {
+        try await withEtcd { _, client in
+            // Renewals come due in bursts (every lease granted within the same tick) and go out on the
+            // client's one keepalive stream, many to a write; etcd answers them in order.
+            var leases: [EtcdLease] = []
+            for _ in 0..<2_000 {
+                // Each lease is kept from its grant on: granting them all first could take longer than
+                // the TTL on a loaded machine.
+                let grant = try await client.grant(ttl: 4)
+                leases.append(try client.keepAliveInBackground(grant.id))
+            }
+            // Time is measured by another lease's renewals: 6 s after the last grant, more than the TTL.
+            let granted = ContinuousClock.now
+            let clock = try await client.grant(ttl: 4)
+            try await client.keepAlive(clock.id) { responses in
+                try await within(.seconds(30), "renewals for 6 s") {
+                    for try await _ in responses where ContinuousClock.now - granted > .seconds(6) { break }
+                }
+            }
+            let lost = leases.filter { $0.state == .lost }
+            #expect(lost.isEmpty, "\(lost.count) leases lost, the first: \(String(describing: lost.first?.lossReason))")
+            // Renewed after the last grant, so each lease's deadline moved past its first TTL.
+            let stale = leases.filter { $0.deadline < granted + .seconds(4) }
+            #expect(stale.isEmpty, "\(stale.count) leases not renewed since the last grant")
+            let onServer = Set(try await client.leases().ids)
+            #expect(leases.allSatisfy { onServer.contains($0.id) })
+            for lease in leases { lease.stopKeepAlive() }
+        }
+    }
+
     @Test("keepAliveInBackground keeps a lease until stopKeepAlive; then it expires and is seen lost")
     func background() async throws {
         try await withEtcd { _, client in

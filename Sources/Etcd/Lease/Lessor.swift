@@ -41,8 +41,37 @@ final class Lessor: Sendable {
         var sentOnStream: [ContinuousClock.Instant] = []
         /// When the server first answered TTL <= 0 since the last renewal it acknowledged.
         var notFoundSince: ContinuousClock.Instant?
+        /// The lease's deadline when last read: the tick compares with it instead of reading the
+        /// lease (a lock and a cache miss per lease), and reads the lease only once it has passed.
+        var deadlineSeen: ContinuousClock.Instant
+
+        init(lease: EtcdLease, nextSend: ContinuousClock.Instant) {
+            self.lease = lease
+            self.nextSend = nextSend
+            self.deadlineSeen = lease.deadline
+        }
 
         var isUnused: Bool { self.readers.isEmpty && self.keepers.isEmpty }
+
+        enum Check { case expired, due, stuck, waiting }
+
+        /// What a tick at `now` must do for this entry: end the lease, renew it, or nothing; or
+        /// (with `canFailOver`) whether its oldest renewal has waited so long that the stream looks stuck.
+        ///
+        /// `mutating` (it updates ``deadlineSeen``) also lets a dictionary's entry be checked in
+        /// place (its `_modify` accessor) instead of copied out, which retains every reference it holds.
+        mutating func check(at now: ContinuousClock.Instant, canFailOver: Bool) -> Check {
+            if now >= self.deadlineSeen {
+                self.deadlineSeen = self.lease.deadline
+                if now >= self.deadlineSeen { return .expired }
+            }
+            if canFailOver, let since = self.sentOnStream.first {
+                // Acknowledgements take milliseconds; an election takes about a second.
+                let ttl = self.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
+                if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { return .stuck }
+            }
+            return self.nextSend <= now ? .due : .waiting
+        }
     }
 
     private struct State {
@@ -172,7 +201,7 @@ final class Lessor: Sendable {
             self.state.withLock { state in
                 state.outbound = outbound
                 // A new stream renews every lease at once.
-                for id in state.entries.keys {
+                for id in Array(state.entries.keys) {
                     state.entries[id]!.nextSend = openedAt
                     state.entries[id]!.sentOnStream = []
                 }
@@ -280,21 +309,26 @@ final class Lessor: Sendable {
         let canFailOver = self.canFailOver()
         self.state.withLock { state in
             guard let outbound = state.outbound else { return }
-            for id in state.entries.keys {
-                let entry = state.entries[id]!
-                if now >= entry.lease.deadline {
-                    expired.append(state.entries.removeValue(forKey: id)!)
-                    continue
+            // Read every entry in place first, then change the few that need it: changing the
+            // dictionary while iterating it would copy all of it, and taking each entry out would
+            // copy its references (cache misses on every lease, every tick).
+            var due: [Int64] = []
+            var ended: [Int64] = []
+            var index = state.entries.startIndex
+            while index != state.entries.endIndex {
+                let id = state.entries.keys[index]
+                switch state.entries.values[index].check(at: now, canFailOver: canFailOver) {
+                case .expired: ended.append(id)
+                case .due: due.append(id)
+                case .stuck:
+                    stuck = true
+                    if state.entries.values[index].nextSend <= now { due.append(id) }
+                case .waiting: break
                 }
-                if canFailOver, let since = entry.sentOnStream.first {
-                    // Acknowledgements take milliseconds; an election takes about a second.
-                    let ttl = entry.lease.ttl.map { Duration.seconds($0) } ?? .seconds(6)
-                    if now - since > min(max(ttl / 6, .seconds(1)), .seconds(3)) { stuck = true }
-                }
-                if entry.nextSend <= now {
-                    Self.send(id, &state.entries[id]!, outbound)
-                }
+                state.entries.formIndex(after: &index)
             }
+            for id in ended { expired.append(state.entries.removeValue(forKey: id)!) }
+            for id in due { Self.send(id, &state.entries[id]!, outbound) }
         }
         Self.end(expired)
         if stuck {
@@ -329,20 +363,27 @@ final class Lessor: Sendable {
             self.handleNotFound(message.id, logger: logger)
             return
         }
-        let renewed = self.state.withLock { state -> (EtcdLease, [ResponseBuffer<EtcdLeaseKeepAliveResponse>])? in
-            guard var entry = state.entries[message.id] else { return nil }
-            let sentAt = entry.unansweredSince ?? .now
-            if !entry.sentOnStream.isEmpty { entry.sentOnStream.removeFirst() }
-            entry.unansweredSince = entry.sentOnStream.first
-            entry.notFoundSince = nil
-            entry.nextSend = sentAt + .seconds(message.ttl) / 3
-            entry.lease.renewed(ttl: message.ttl, sentAt: sentAt)
-            state.entries[message.id] = entry
-            return (entry.lease, Array(entry.readers.values))
+        let readers = self.state.withLock { state -> [ResponseBuffer<EtcdLeaseKeepAliveResponse>]? in
+            guard let index = state.entries.index(forKey: message.id) else { return nil }
+            // Changed in place: a copy taken out and written back would copy its arrays too.
+            return Self.renew(&state.entries.values[index], ttl: message.ttl)
         }
-        guard let (_, readers) = renewed else { return }
+        guard let readers, !readers.isEmpty else { return }
         let response = EtcdLeaseKeepAliveResponse(message)
         for reader in readers { _ = reader.push(response) }
+    }
+
+    /// Records the server's acknowledgement of `entry`'s oldest renewal on the stream; returns its readers.
+    private static func renew(_ entry: inout Entry, ttl: Int64) -> [ResponseBuffer<EtcdLeaseKeepAliveResponse>] {
+        let sentAt = entry.unansweredSince ?? .now
+        if !entry.sentOnStream.isEmpty { entry.sentOnStream.removeFirst() }
+        entry.unansweredSince = entry.sentOnStream.first
+        entry.notFoundSince = nil
+        entry.nextSend = sentAt + .seconds(ttl) / 3
+        entry.lease.renewed(ttl: ttl, sentAt: sentAt)
+        // The first renewal may move the deadline earlier (it replaces a guess).
+        entry.deadlineSeen = entry.lease.deadline
+        return entry.readers.isEmpty ? [] : Array(entry.readers.values)
     }
 
     /// The server answered a renewal of lease `id` with TTL <= 0. The first such answer schedules
