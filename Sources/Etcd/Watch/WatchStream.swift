@@ -3,6 +3,7 @@ internal import EtcdAPI
 import FoundationEssentials
 import GRPCCore
 import Logging
+import NIOCore
 import Synchronization
 
 /// One watch of a user: what to watch, where it has got to, and its buffer.
@@ -115,8 +116,10 @@ final class WatchStream: Sendable {
         var entries: [ObjectIdentifier: WatchEntry] = [:]
         var byID: [Int64: WatchEntry] = [:]
         var nextID: Int64 = 1
-        /// IDs of create requests the server has not answered yet, in the order sent (it answers in order).
-        var pendingCreates: [Int64] = []
+        /// IDs of create requests the server has not answered yet, in the order sent (it answers in
+        /// order, so the answered one is nearly always the first: thousands of watches created at
+        /// once cost no scan each).
+        var pendingCreates = CircularBuffer<Int64>()
         var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
     }
     private let state = Mutex(State())
@@ -294,7 +297,7 @@ final class WatchStream: Sendable {
         self.state.withLock { state in
             state.outbound = nil
             state.byID = [:]
-            state.pendingCreates = []
+            state.pendingCreates.removeAll()
             for entry in state.entries.values {
                 entry.state.withLock { state in
                     if case .registered = state.phase { state.phase = .pending }
@@ -336,7 +339,13 @@ final class WatchStream: Sendable {
             return nil
         }
         if message.created {
-            self.state.withLock { state in state.pendingCreates.removeAll { $0 == message.watchID } }
+            self.state.withLock { state in
+                if state.pendingCreates.first == message.watchID {
+                    state.pendingCreates.removeFirst()
+                } else if let index = state.pendingCreates.firstIndex(of: message.watchID) {
+                    state.pendingCreates.remove(at: index)
+                }
+            }
         }
         guard let entry = self.state.withLock({ $0.byID[message.watchID] }) else { return nil }
 
