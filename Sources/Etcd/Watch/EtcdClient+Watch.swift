@@ -80,7 +80,9 @@ extension EtcdClient {
             group.addTask { try? await Task.sleep(until: limit) }
             await group.next()
             group.cancelAll()
-            entry.wakeCreatedWaiters()
+            // The waiting child may not have begun its wait yet (both children can be cancelled
+            // before they run): the wait must end even so, or the group would wait for it.
+            entry.stopWaitingForCreation()
         }
     }
 

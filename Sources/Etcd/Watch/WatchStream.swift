@@ -34,6 +34,9 @@ final class WatchEntry: Sendable {
         var nextRevision: Int64 = 0
         var fragments: [Mvccpb_Event] = []
         var created = false
+        /// The caller stopped waiting for the confirmation (out of time, or cancelled): a wait that
+        /// begins only now returns at once instead of missing its wake-up.
+        var stoppedWaiting = false
         var createdWaiters: [CheckedContinuation<Void, Never>] = []
         var deliveredCreated = false
         /// How many auth refusals of this watch led to a fresh token since it was last created.
@@ -80,12 +83,18 @@ final class WatchEntry: Sendable {
     func waitUntilCreated() async {
         await withCheckedContinuation { continuation in
             let now = self.state.withLock { state -> Bool in
-                if state.created || self.buffer.isFinished { return true }
+                if state.created || state.stoppedWaiting || self.buffer.isFinished { return true }
                 state.createdWaiters.append(continuation)
                 return false
             }
             if now { continuation.resume() }
         }
+    }
+
+    /// Ends the wait for the server's confirmation, now and for a wait that has not begun yet.
+    func stopWaitingForCreation() {
+        self.state.withLock { $0.stoppedWaiting = true }
+        self.wakeCreatedWaiters()
     }
 
     func wakeCreatedWaiters() {
