@@ -151,11 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdFaultTests",
-            dependencies: [
-                "Etcd", "EtcdTesting",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "InMemoryLogging", package: "swift-log"),
-            ],
+            dependencies: ["Etcd", "EtcdTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

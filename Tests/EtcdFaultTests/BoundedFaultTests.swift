@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
 import EtcdTesting
-import InMemoryLogging
-import Logging
 import Synchronization
 import Testing
 
@@ -18,21 +16,12 @@ struct BoundedFaultTests {
         }
     }
 
-    /// A logger at `debug` whose lines are kept in memory, for waiting until the client has logged a line.
-    private func capturingLogger() -> (InMemoryLogHandler, Logger) {
-        let handler = InMemoryLogHandler()
-        var logger = Logger(label: "test", factory: { _ in handler })
-        logger.logLevel = .debug
-        return (handler, logger)
-    }
-
-    /// Returns once `logs` holds a line with `message` (the client's own record of reaching that point), bounded.
-    private func logged(_ message: String, in logs: InMemoryLogHandler) async throws {
-        try await within(.seconds(10), "the client to log \"\(message)\"") {
-            while !logs.entries.contains(where: { $0.message.description == message }) {
-                try await Task.sleep(for: .milliseconds(10))  // the handler has no event to await
-            }
+    /// Returns once the client has logged a line with `message` (its own record of reaching that point), bounded.
+    private func logged(_ message: String, in lines: AsyncStream<LoggedLine>) async throws {
+        let line = try await within(.seconds(10), "the client to log \"\(message)\"") {
+            await lines.first { $0.message == message }
         }
+        if line == nil { throw TimedOut(what: "the line \"\(message)\"; the log ended first") }
     }
 
     @Test("at most once: 10 puts to one key while connections are dropped repeatedly leave its version at most 11")
@@ -65,12 +54,11 @@ struct BoundedFaultTests {
         try await self.cluster { cluster, bridges in
             var configuration = EtcdClient.Configuration(endpoints: [bridges[0].endpoint])
             configuration.dialTimeout = .seconds(30)
-            let (logs, logger) = capturingLogger()
+            let (lines, logger) = streamingLogger()
             try await withEtcdClient(configuration, logger: logger) { client in
                 try await client.put("k", value: "v")
                 try await cluster.members[0].kill()
                 for what in ["get", "watch"] {
-                    logs.clear()
                     let task = Task {
                         if what == "get" {
                             _ = try await client.get("k")
@@ -80,7 +68,7 @@ struct BoundedFaultTests {
                     }
                     // Cancel once the call has failed on the dead member and waits to try again.
                     try await logged(
-                        what == "get" ? "etcd call failed; retrying" : "etcd watch stream broke; reopening", in: logs)
+                        what == "get" ? "etcd call failed; retrying" : "etcd watch stream broke; reopening", in: lines)
                     let cancelled = ContinuousClock.now
                     task.cancel()
                     _ = await task.result
@@ -237,7 +225,7 @@ struct BoundedFaultTests {
         try await withEtcdTestCluster(.init(members: 1)) { cluster in
             var configuration = cluster.clientConfiguration()
             configuration.dialTimeout = .seconds(2)
-            let (logs, logger) = capturingLogger()
+            let (lines, logger) = streamingLogger()
             let client = try EtcdClient(configuration: configuration, logger: logger)
             let created = Count()
             let finished = Count()  // run() and the watches that returned
@@ -262,7 +250,7 @@ struct BoundedFaultTests {
                 }
                 try await cluster.members[0].kill()
                 // Shut down once the watches have found their stream broken and are resuming.
-                try await logged("etcd watch stream broke; reopening", in: logs)
+                try await logged("etcd watch stream broke; reopening", in: lines)
                 let start = ContinuousClock.now
                 client.shutdown()
                 try await within(.seconds(30), "run() and every watch to return") {

@@ -67,25 +67,6 @@ final class Shared<Value: Sendable>: Sendable {
     func mutate(_ body: (inout Value) -> Void) { self.storage.withLock { body(&$0) } }
 }
 
-/// A line a client logged: its message and metadata.
-struct LoggedLine: Sendable {
-    let message: String
-    let metadata: Logger.Metadata
-}
-
-/// A logger at `debug` whose lines also go to a stream, for tests that wait for a logged event.
-func streamingLogger() -> (AsyncStream<LoggedLine>, Logger) {
-    let (lines, continuation) = AsyncStream.makeStream(of: LoggedLine.self)
-    return (lines, hookedLogger { continuation.yield($0) })
-}
-
-/// A logger at `debug` that calls `onLine` for each line, on the logging task, before the logging call returns.
-///
-/// Tests use it to act at an exact point of the code under test.
-func hookedLogger(_ onLine: @escaping @Sendable (LoggedLine) -> Void) -> Logger {
-    Logger(label: "test") { _ in HookedLogHandler(onLine: onLine) }
-}
-
 /// A client that calls its own ``EtcdClient/shutdown()`` when it logs the line `message`, once:
 /// tests use it to shut down at that exact point of the client's code.
 func clientShuttingDown(at message: String, _ configuration: EtcdClient.Configuration) throws -> EtcdClient {
@@ -97,20 +78,4 @@ func clientShuttingDown(at message: String, _ configuration: EtcdClient.Configur
     let created = try EtcdClient(configuration: configuration, logger: logger)
     client.withLock { $0 = created }
     return created
-}
-
-private struct HookedLogHandler: LogHandler {
-    let onLine: @Sendable (LoggedLine) -> Void
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
-    var logLevel: Logger.Level = .debug
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        self.onLine(LoggedLine(message: event.message.description, metadata: event.metadata ?? [:]))
-    }
 }
