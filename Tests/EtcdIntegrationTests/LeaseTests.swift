@@ -298,6 +298,28 @@ struct LeaseFaultTests {
     }
 
     @Test(
+        "keepAlive(id) learns the TTL from the first renewal: unanswered renewals then end it at that deadline, not at the guess made before"
+    )
+    func unansweredAfterLearningTTL() async throws {
+        // keepAlive(id) does not know the TTL and assumes the dial timeout (here 30 s) until the first
+        // answer; the answer's TTL (3 s) sets the deadline the client must end the lease at.
+        try await withEtcd(configure: { $0.dialTimeout = .seconds(30) }) { cluster, client in
+            let grant = try await client.grant(ttl: 3)
+            let member = cluster.members[0]
+            try await client.keepAlive(grant.id) { responses in
+                for try await _ in responses { break }  // renewed once: the TTL is known
+                try member.pause()
+                let error = try await within(.seconds(10), "the keepalive to end at the TTL's deadline") {
+                    await etcdErrorCode { for try await _ in responses {} }
+                }
+                try member.resume()
+                #expect(error?.code == .leaseExpired)
+                #expect(responses.lease.ttl == 3)
+            }
+        }
+    }
+
+    @Test(
         "a renewal answered TTL 0 is asked again half a second later before the lease is given up (etcd < 3.5.3 answers so for a grant it has not applied yet): a lease granted meanwhile stays kept, by keepAlive and by keepAliveOnce"
     )
     func notFoundAskedAgain() async throws {
