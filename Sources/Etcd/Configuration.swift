@@ -74,8 +74,13 @@ extension EtcdClient {
         /// Pings are only sent while calls or streams are open: etcd (like any gRPC-Go server)
         /// closes connections that ping while idle.
         public struct KeepAlive: Sendable, Hashable {
+            /// How long a connection with open calls may be silent before the client pings it (Go's
+            /// `DialKeepAliveTime`).
             public var time: Duration
+            /// How long the client waits for the ping's answer before it closes the connection (Go's
+            /// `DialKeepAliveTimeout`).
             public var timeout: Duration
+            /// Keepalive with the given interval and timeout.
             public init(time: Duration = .seconds(30), timeout: Duration = .seconds(10)) {
                 self.time = time
                 self.timeout = timeout
@@ -95,6 +100,8 @@ extension EtcdClient {
             /// Accept any server certificate. Only for tests.
             public var insecureSkipVerify: Bool
 
+            /// TLS with the given files; with none, the server is verified against the system's roots and
+            /// no client certificate is sent.
             public init(
                 trustedCAFile: String? = nil,
                 certificateFile: String? = nil,
@@ -112,8 +119,11 @@ extension EtcdClient {
 
         /// Credentials for etcd's authentication.
         public struct Authentication: Sendable, Hashable, CustomStringConvertible {
+            /// The etcd user to authenticate as.
             public var username: String
+            /// The user's password; never logged or shown in ``description``.
             public var password: String
+            /// Credentials for `username`.
             public init(username: String, password: String) {
                 self.username = username
                 self.password = password
@@ -143,6 +153,7 @@ extension EtcdClient {
             /// Whether each RPC is logged through the client's logger.
             public var logRequests: Bool
 
+            /// Observability with the given metrics factory, tracer and request logging; the defaults record nothing.
             public init(
                 metricsFactory: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logRequests: Bool = false
             ) {
@@ -156,8 +167,12 @@ extension EtcdClient {
 
         /// Backoff between retries: jittered exponential from ``initialBackoff`` up to ``maxBackoff``.
         public struct Retry: Sendable, Hashable {
+            /// The wait before the first retry (and the first reconnection attempt); later waits grow
+            /// exponentially up to ``maxBackoff``.
             public var initialBackoff: Duration
+            /// The longest wait between two retries.
             public var maxBackoff: Duration
+            /// Backoff with the given bounds.
             public init(initialBackoff: Duration = .milliseconds(25), maxBackoff: Duration = .seconds(1)) {
                 self.initialBackoff = initialBackoff
                 self.maxBackoff = maxBackoff

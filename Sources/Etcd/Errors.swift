@@ -102,46 +102,73 @@ public struct EtcdClientError: Error, Sendable {
         public static let requestTooLarge = Self(.requestTooLarge)
         /// The server is overloaded.
         public static let tooManyRequests = Self(.tooManyRequests)
+        /// Authentication cannot be enabled: there is no `root` user.
         public static let rootUserNotExist = Self(.rootUserNotExist)
+        /// Authentication cannot be enabled: the `root` user lacks the `root` role.
         public static let rootRoleNotExist = Self(.rootRoleNotExist)
+        /// A user of that name already exists.
         public static let userAlreadyExist = Self(.userAlreadyExist)
+        /// The user name is empty, or the request carried no user while authentication is enabled.
         public static let userEmpty = Self(.userEmpty)
+        /// No user of that name exists.
         public static let userNotFound = Self(.userNotFound)
+        /// A role of that name already exists.
         public static let roleAlreadyExist = Self(.roleAlreadyExist)
+        /// No role of that name exists.
         public static let roleNotFound = Self(.roleNotFound)
+        /// The role name is empty.
         public static let roleEmpty = Self(.roleEmpty)
         /// Wrong user name or password.
         public static let authFailed = Self(.authFailed)
         /// The user may not perform this request.
         public static let permissionDenied = Self(.permissionDenied)
+        /// The user does not have the role being revoked.
         public static let roleNotGranted = Self(.roleNotGranted)
+        /// The role does not have the permission being revoked.
         public static let permissionNotGranted = Self(.permissionNotGranted)
         /// Authentication is not enabled on the cluster.
         public static let authNotEnabled = Self(.authNotEnabled)
         /// The auth token expired or is unknown to this member.
         public static let invalidAuthToken = Self(.invalidAuthToken)
+        /// The auth change is refused (revoking `root` from the `root` user while authentication is enabled, say).
         public static let invalidAuthManagement = Self(.invalidAuthManagement)
         /// The auth store changed since the token was issued.
         public static let authOldRevision = Self(.authOldRevision)
         /// The member has no leader.
         public static let noLeader = Self(.noLeader)
+        /// The member is not the leader, and the request needs the leader.
         public static let notLeader = Self(.notLeader)
+        /// The leader changed while the request was in flight; transient: idempotent calls are retried.
         public static let leaderChanged = Self(.leaderChanged)
+        /// The cluster's version does not support the request yet (during an upgrade); transient.
         public static let notCapable = Self(.notCapable)
+        /// The member is shutting down; transient: idempotent calls are retried on another.
         public static let stopped = Self(.stopped)
         /// The server timed out the request.
         public static let timeout = Self(.timeout)
+        /// The server timed out the request, likely because the previous leader failed; transient.
         public static let timeoutDueToLeaderFail = Self(.timeoutDueToLeaderFail)
+        /// The server timed out the request, likely because it lost its connection to the leader; transient.
         public static let timeoutDueToConnectionLost = Self(.timeoutDueToConnectionLost)
+        /// The server timed out waiting to apply the log up to the read's index (etcd 3.5+); transient.
         public static let timeoutWaitAppliedIndex = Self(.timeoutWaitAppliedIndex)
+        /// The cluster is unhealthy (too few members are up to date); transient.
         public static let unhealthy = Self(.unhealthy)
+        /// The member's data is corrupt (its `CORRUPT` alarm is raised).
         public static let corrupt = Self(.corrupt)
+        /// A learner member cannot serve this request; send it to a voting member.
         public static let notSupportedForLearner = Self(.notSupportedForLearner)
+        /// The member named to take over leadership cannot (unknown, a learner, or not up to date).
         public static let badLeaderTransferee = Self(.badLeaderTransferee)
+        /// A downgrade needs the cluster's version, which is not known yet.
         public static let clusterVersionUnavailable = Self(.clusterVersionUnavailable)
+        /// The downgrade's target version is not in `major.minor` form.
         public static let wrongDowngradeVersion = Self(.wrongDowngradeVersion)
+        /// The downgrade's target is not the minor version just below the cluster's.
         public static let invalidDowngradeTargetVersion = Self(.invalidDowngradeTargetVersion)
+        /// A downgrade is already in progress.
         public static let downgradeInProcess = Self(.downgradeInProcess)
+        /// There is no downgrade in progress to cancel.
         public static let noInflightDowngrade = Self(.noInflightDowngrade)
         /// A response was larger than the client's receive limit; see `maxCallReceiveMessageSize` or page the range.
         public static let responseTooLarge = Self(.responseTooLarge)
@@ -180,8 +207,10 @@ public struct EtcdClientError: Error, Sendable {
     var isTLSFailure = false
     /// Where in the client the error was raised.
     public var file: String
+    /// The line of `file` where the error was raised.
     public var line: Int
 
+    /// An error with `code` and `message`; `file` and `line` default to where it is made.
     public init(
         code: Code,
         message: String,
@@ -204,6 +233,7 @@ extension EtcdClientError: CustomStringConvertible, CustomDebugStringConvertible
         "EtcdClientError(\(self.code)): \(self.message)"
     }
 
+    /// Everything the error holds: code, message, endpoint, cause and where it was raised.
     public var debugDescription: String {
         var text = "EtcdClientError(code: \(self.code), message: \(self.message)"
         if let endpoint { text += ", endpoint: \(endpoint)" }

@@ -7,8 +7,10 @@ import GRPCCore
 /// etcd's server-side Election service (v3election): the server runs the ``EtcdElection`` algorithm
 /// for you. The key layout is the same as ``EtcdElection``'s, so both take part in one election.
 public struct EtcdElectionService: Sendable {
+    /// The client whose connection carries the calls.
     public let client: EtcdClient
 
+    /// The Election service of the cluster `client` talks to.
     public init(client: EtcdClient) {
         self.client = client
     }
@@ -123,6 +125,7 @@ public struct EtcdLeaderKey: Sendable, Hashable {
         self.lease = proto.lease
     }
 
+    /// A leader key as another process reported it (to resign or proclaim for it).
     public init(name: Data, key: Data, revision: Int64, lease: Int64) {
         self.name = name
         self.key = key

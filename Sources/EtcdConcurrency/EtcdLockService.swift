@@ -10,8 +10,10 @@ import GRPCCore
 /// or ``EtcdSession``) and unlock with the returned key. The key layout is the same as
 /// ``EtcdMutex``'s, so both exclude each other on one name.
 public struct EtcdLockService: Sendable {
+    /// The client whose connection carries the calls.
     public let client: EtcdClient
 
+    /// The Lock service of the cluster `client` talks to.
     public init(client: EtcdClient) {
         self.client = client
     }
@@ -50,6 +52,7 @@ public struct EtcdLockService: Sendable {
 
 /// A lock held through ``EtcdLockService``.
 public struct EtcdServerLock: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The key that owns the lock; pass it to ``EtcdLockService/unlock(key:)``.
     public var key: Data

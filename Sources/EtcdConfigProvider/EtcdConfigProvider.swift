@@ -29,6 +29,7 @@ import Synchronization
 /// revision after that read, so no change is missed. Changes reach `watch` subscribers in revision
 /// order. If the watch falls behind a compaction, the prefix is read again and watching resumes.
 public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
+    /// `EtcdConfigProvider[<prefix>]`, the name swift-configuration shows in its access reports.
     public let providerName: String
     /// The client reading etcd.
     public let client: EtcdClient
@@ -118,6 +119,7 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
         return try await updatesHandler(ConfigUpdatesAsyncSequence(stream))
     }
 
+    /// The values as last read or watched, at one revision (an `EtcdConfigSnapshot`).
     public func snapshot() -> any ConfigSnapshot {
         self.state.withLock { self.makeSnapshot($0) }
     }
@@ -223,6 +225,7 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
 
 /// The provider's values at one etcd revision.
 public struct EtcdConfigSnapshot: ConfigSnapshot {
+    /// `EtcdConfigProvider[<prefix>]`, the name swift-configuration shows in its access reports.
     public let providerName: String
     let prefix: String
     let values: [String: Data]

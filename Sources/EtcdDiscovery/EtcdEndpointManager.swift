@@ -10,6 +10,7 @@ public struct EtcdServiceEndpoint: Sendable, Hashable {
     /// here; a JSON string arrives as its text, anything else as its JSON.
     public var metadata: String?
 
+    /// An instance listening at `address`, with optional JSON `metadata`.
     public init(address: String, metadata: String? = nil) {
         self.address = address
         self.metadata = metadata
@@ -43,9 +44,12 @@ public struct EtcdServiceEndpoint: Sendable, Hashable {
 public struct EtcdEndpointUpdate: Sendable, Hashable {
     /// Whether the endpoint appeared (or changed) or went away.
     public enum Operation: Sendable, Hashable {
+        /// The endpoint was registered or changed.
         case add
+        /// The endpoint was removed (deleted, or its lease ended).
         case delete
     }
+    /// Whether the endpoint was added or deleted.
     public var operation: Operation
     /// The endpoint's key in etcd (the service's target, `/`, and a name).
     public var key: String

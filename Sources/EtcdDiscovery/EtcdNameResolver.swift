@@ -53,6 +53,7 @@ extension ResolvableTarget where Self == EtcdResolvableTarget {
 /// instances. When no instance is registered, resolution fails with `unavailable` and gRPC retries
 /// it with backoff (an empty list would leave it on the last instances it knew).
 public struct EtcdNameResolverFactory: NameResolverFactory {
+    /// The targets this factory resolves: `.etcd("services/billing")`.
     public typealias Target = EtcdResolvableTarget
 
     /// The client reading the registrations.
@@ -66,6 +67,7 @@ public struct EtcdNameResolverFactory: NameResolverFactory {
         self.serviceConfig = serviceConfig ?? ServiceConfig(loadBalancingConfig: [.roundRobin])
     }
 
+    /// A resolver that pushes the target's endpoint list now and after every change.
     public func resolver(for target: EtcdResolvableTarget) -> NameResolver {
         let sequence = EtcdResolution(client: self.client, target: target.target, serviceConfig: self.serviceConfig)
         return NameResolver(names: RPCAsyncSequence(wrapping: sequence), updateMode: .push)

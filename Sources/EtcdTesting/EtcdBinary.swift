@@ -84,6 +84,8 @@ public enum EtcdBinary {
 
 /// An error from the test support: no etcd found, a member that did not start in time, and so on.
 public struct EtcdTestingError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong and what to do about it.
     public var description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }

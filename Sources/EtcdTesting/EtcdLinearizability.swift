@@ -11,7 +11,9 @@ public struct EtcdRegisterOperation: Sendable, Hashable {
         case read(String?)
     }
 
+    /// The key the operation read or wrote.
     public var key: String
+    /// Whether it wrote or read, and what value.
     public var kind: Kind
     /// When the call was made.
     public var call: ContinuousClock.Instant
@@ -20,6 +22,7 @@ public struct EtcdRegisterOperation: Sendable, Hashable {
     /// nothing and are left out of the history.
     public var `return`: ContinuousClock.Instant?
 
+    /// An operation on `key` called at `call` that returned at `return` (nil when its outcome is unknown).
     public init(key: String, kind: Kind, call: ContinuousClock.Instant, return: ContinuousClock.Instant?) {
         self.key = key
         self.kind = kind

@@ -11,13 +11,18 @@ public struct EtcdTestCertificates: Sendable {
     public let directory: String
     /// The CA certificate (PEM) that signed both certificates.
     public var caFile: String { "\(self.directory)/ca.pem" }
+    /// The server certificate (PEM), valid for 127.0.0.1, ::1 and localhost.
     public var serverCertificateFile: String { "\(self.directory)/server.pem" }
+    /// The server certificate's private key (PEM).
     public var serverKeyFile: String { "\(self.directory)/server.key" }
+    /// The client certificate (PEM), common name `root`.
     public var clientCertificateFile: String { "\(self.directory)/client.pem" }
+    /// The client certificate's private key (PEM).
     public var clientKeyFile: String { "\(self.directory)/client.key" }
     /// A server certificate valid only for the DNS name ``namedServerName`` (no IP addresses), to test
     /// server-name verification: clients must set `serverName` to use it.
     public var namedServerCertificateFile: String { "\(self.directory)/named.pem" }
+    /// The private key (PEM) of `namedServerCertificateFile`.
     public var namedServerKeyFile: String { "\(self.directory)/named.key" }
     /// The only name ``namedServerCertificateFile`` is valid for.
     public static let namedServerName = "etcd.test"

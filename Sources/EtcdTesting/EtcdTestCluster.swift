@@ -27,6 +27,7 @@ public final class EtcdTestCluster: Sendable {
         public var startupTimeout: Duration
         /// Raft heartbeat and election timeouts in milliseconds; short so faults heal fast.
         public var heartbeatInterval: Int
+        /// The raft election timeout in milliseconds (`--election-timeout`).
         public var electionTimeout: Int
         /// Serve clients over TLS with certificates made by ``EtcdTestCertificates``; peers stay plaintext.
         public var tls: TLS?
@@ -53,6 +54,7 @@ public final class EtcdTestCluster: Sendable {
             public static let named = TLS(requireClientCertificate: false, namedCertificate: true)
         }
 
+        /// A cluster of `members` plaintext members with `extraArguments` each; the other settings keep their defaults.
         public init(members: Int = 1, extraArguments: [String] = []) {
             self.members = members
             self.extraArguments = extraArguments

@@ -4,6 +4,7 @@
 public struct TimedOut: Error, CustomStringConvertible {
     /// What was awaited.
     public let what: String
+    /// A timeout waiting for `what`.
     public init(what: String) { self.what = what }
     public var description: String { "timed out waiting for \(self.what)" }
 }

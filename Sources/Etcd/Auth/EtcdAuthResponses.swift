@@ -2,6 +2,7 @@
 
 /// The result of ``EtcdClient/authStatus()``.
 public struct EtcdAuthStatusResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// Whether authentication is on.
     public var enabled: Bool
@@ -11,6 +12,7 @@ public struct EtcdAuthStatusResponse: Sendable {
 
 /// The result of ``EtcdClient/userGet(_:)``.
 public struct EtcdUserGetResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The roles granted to the user.
     public var roles: [String]
@@ -18,6 +20,7 @@ public struct EtcdUserGetResponse: Sendable {
 
 /// The result of ``EtcdClient/userList()``.
 public struct EtcdUserListResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// Every user's name, sorted.
     public var users: [String]
@@ -25,6 +28,7 @@ public struct EtcdUserListResponse: Sendable {
 
 /// The result of ``EtcdClient/roleGet(_:)``.
 public struct EtcdRoleGetResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The permissions the role grants.
     public var permissions: [EtcdPermission]
@@ -32,6 +36,7 @@ public struct EtcdRoleGetResponse: Sendable {
 
 /// The result of ``EtcdClient/roleList()``.
 public struct EtcdRoleListResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// Every role's name, sorted.
     public var roles: [String]

@@ -31,6 +31,7 @@ public struct EtcdMember: Sendable, Hashable, CustomStringConvertible {
 
 /// The result of a member list, add, remove, update or promote.
 public struct EtcdMemberListResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The cluster's members after the change.
     public var members: [EtcdMember]

@@ -2,10 +2,14 @@
 
 /// An etcd server's version, as reported by Maintenance Status (`3.5.1`).
 public struct EtcdServerVersion: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The major version (`3` in `3.5.1`).
     public var major: Int
+    /// The minor version (`5` in `3.5.1`).
     public var minor: Int
+    /// The patch version (`1` in `3.5.1`).
     public var patch: Int
 
+    /// The version `major.minor.patch`.
     public init(major: Int, minor: Int, patch: Int = 0) {
         self.major = major
         self.minor = minor

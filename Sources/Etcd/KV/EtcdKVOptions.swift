@@ -24,10 +24,15 @@ struct EtcdRangeSpec: Sendable, Hashable {
 /// How ``EtcdClient/get(_:options:)`` sorts its result.
 public struct EtcdSortTarget: Sendable, Hashable {
     let raw: Int
+    /// By key, in byte order.
     public static let key = Self(raw: 0)
+    /// By the key's version (how often it was written since its creation).
     public static let version = Self(raw: 1)
+    /// By the revision that created the key.
     public static let createRevision = Self(raw: 2)
+    /// By the revision that last changed the key.
     public static let modRevision = Self(raw: 3)
+    /// By value, in byte order.
     public static let value = Self(raw: 4)
 }
 
@@ -36,7 +41,9 @@ public struct EtcdSortOrder: Sendable, Hashable {
     let raw: Int
     /// etcd's natural order (by key, ascending).
     public static let none = Self(raw: 0)
+    /// Smallest first.
     public static let ascending = Self(raw: 1)
+    /// Largest first.
     public static let descending = Self(raw: 2)
 }
 
@@ -60,8 +67,10 @@ public struct EtcdGetOptions: Sendable, ExpressibleByArrayLiteral {
     var pageSize: Int?
     var conflicts: [String] = []
 
+    /// No options.
     public init() {}
 
+    /// Combines options in order; a later option overrides an earlier one of the same kind.
     public init(arrayLiteral elements: EtcdGetOptions...) {
         for element in elements { self.merge(element) }
     }
@@ -142,8 +151,10 @@ public struct EtcdPutOptions: Sendable, ExpressibleByArrayLiteral {
     var ignoreValue: Bool?
     var ignoreLease: Bool?
 
+    /// No options.
     public init() {}
 
+    /// Combines options in order; a later option overrides an earlier one of the same kind.
     public init(arrayLiteral elements: EtcdPutOptions...) {
         for other in elements {
             self.lease = other.lease ?? self.lease
@@ -169,8 +180,10 @@ public struct EtcdDeleteOptions: Sendable, ExpressibleByArrayLiteral {
     var prevKV: Bool?
     var conflicts: [String] = []
 
+    /// No options.
     public init() {}
 
+    /// Combines options in order; a later option overrides an earlier one of the same kind.
     public init(arrayLiteral elements: EtcdDeleteOptions...) {
         for other in elements {
             EtcdRangeSpec.merge(other.range, into: &self.range, conflicts: &self.conflicts)

@@ -3,6 +3,7 @@ package import EtcdAPI
 
 /// The result of ``EtcdClient/get(_:options:)``.
 public struct EtcdGetResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The keys found, in the requested order (empty with `countOnly`).
     public var kvs: [EtcdKeyValue]
@@ -21,6 +22,7 @@ public struct EtcdGetResponse: Sendable {
 
 /// The result of ``EtcdClient/put(_:value:options:)``.
 public struct EtcdPutResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The key's previous value, with `prevKV` and when the key existed.
     public var prevKV: EtcdKeyValue?
@@ -33,6 +35,7 @@ public struct EtcdPutResponse: Sendable {
 
 /// The result of ``EtcdClient/delete(_:options:)``.
 public struct EtcdDeleteResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// How many keys were deleted.
     public var deleted: Int64
@@ -48,6 +51,7 @@ public struct EtcdDeleteResponse: Sendable {
 
 /// The result of ``EtcdClient/compact(_:physical:)``.
 public struct EtcdCompactResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     package init(_ proto: Etcdserverpb_CompactionResponse) {
         self.header = EtcdResponseHeader(proto.header)
@@ -56,6 +60,7 @@ public struct EtcdCompactResponse: Sendable {
 
 /// The result of a transaction: which branch ran and the results of its operations, in order.
 public struct EtcdTxnResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// `true` when every comparison held and the `then` branch ran; `false` when `else` ran.
     public var succeeded: Bool

@@ -109,9 +109,13 @@ public struct EtcdCompare: Sendable {
             c.value = value.etcdData
             return EtcdCompare(proto: c)
         }
+        /// Holds when the value equals `rhs`.
         public static func == (lhs: Self, rhs: some EtcdBytes) -> EtcdCompare { lhs.compare(.equal, rhs) }
+        /// Holds when the value differs from `rhs`.
         public static func != (lhs: Self, rhs: some EtcdBytes) -> EtcdCompare { lhs.compare(.notEqual, rhs) }
+        /// Holds when the value sorts before `rhs` (byte order).
         public static func < (lhs: Self, rhs: some EtcdBytes) -> EtcdCompare { lhs.compare(.less, rhs) }
+        /// Holds when the value sorts after `rhs` (byte order).
         public static func > (lhs: Self, rhs: some EtcdBytes) -> EtcdCompare { lhs.compare(.greater, rhs) }
     }
 
@@ -140,9 +144,13 @@ public struct EtcdCompare: Sendable {
             }
             return EtcdCompare(proto: c)
         }
+        /// Holds when the number equals `rhs` (a key that does not exist has version, revisions and lease 0).
         public static func == (lhs: Self, rhs: Int64) -> EtcdCompare { lhs.compare(.equal, rhs) }
+        /// Holds when the number differs from `rhs`.
         public static func != (lhs: Self, rhs: Int64) -> EtcdCompare { lhs.compare(.notEqual, rhs) }
+        /// Holds when the number is less than `rhs`.
         public static func < (lhs: Self, rhs: Int64) -> EtcdCompare { lhs.compare(.less, rhs) }
+        /// Holds when the number is greater than `rhs`.
         public static func > (lhs: Self, rhs: Int64) -> EtcdCompare { lhs.compare(.greater, rhs) }
     }
 }

@@ -4,6 +4,7 @@ public import FoundationEssentials
 
 /// The result of ``EtcdClient/grant(ttl:id:)``.
 public struct EtcdLeaseGrantResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The new lease's ID, to attach keys with `.lease(id)`.
     public var id: Int64
@@ -19,6 +20,7 @@ public struct EtcdLeaseGrantResponse: Sendable {
 
 /// The result of ``EtcdClient/revoke(_:)``.
 public struct EtcdLeaseRevokeResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
 
     package init(_ proto: Etcdserverpb_LeaseRevokeResponse) {
@@ -28,7 +30,9 @@ public struct EtcdLeaseRevokeResponse: Sendable {
 
 /// The result of ``EtcdClient/timeToLive(_:attachedKeys:)``.
 public struct EtcdLeaseTimeToLiveResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
+    /// The lease's ID.
     public var id: Int64
     /// The seconds the lease has left.
     public var ttl: Int64
@@ -51,7 +55,9 @@ public struct EtcdLeaseTimeToLiveResponse: Sendable {
 
 /// One acknowledged renewal of a lease.
 public struct EtcdLeaseKeepAliveResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
+    /// The lease's ID.
     public var id: Int64
     /// The TTL the lease was renewed to, in seconds.
     public var ttl: Int64
@@ -65,6 +71,7 @@ public struct EtcdLeaseKeepAliveResponse: Sendable {
 
 /// The result of ``EtcdClient/leases()``.
 public struct EtcdLeaseLeasesResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The IDs of every lease the cluster holds.
     public var ids: [Int64]

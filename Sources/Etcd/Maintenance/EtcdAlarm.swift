@@ -24,8 +24,10 @@ public struct EtcdAlarm: Sendable, Hashable, CustomStringConvertible {
 
     /// The member the alarm is raised on.
     public var memberID: UInt64
+    /// Which alarm is raised.
     public var type: AlarmType
 
+    /// An alarm of `type` on the member `memberID` (to disarm one, say).
     public init(memberID: UInt64, type: AlarmType) {
         self.memberID = memberID
         self.type = type
@@ -42,6 +44,7 @@ public struct EtcdAlarm: Sendable, Hashable, CustomStringConvertible {
 
 /// The result of ``EtcdClient/alarmList()`` and ``EtcdClient/alarmDisarm(_:)``.
 public struct EtcdAlarmResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The alarms raised (for a list) or cleared (for a disarm).
     public var alarms: [EtcdAlarm]
@@ -49,6 +52,7 @@ public struct EtcdAlarmResponse: Sendable {
 
 /// The result of ``EtcdClient/hashKV(endpoint:revision:)``.
 public struct EtcdHashKVResponse: Sendable, Hashable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The hash of the store's keys and values up to ``hashRevision``.
     public var hash: UInt32

@@ -3,6 +3,7 @@ package import EtcdAPI
 
 /// One member's status (Maintenance Status): version, database size, raft position, alarms.
 public struct EtcdStatusResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
     /// The member's etcd version (`3.5.1`).
     public var version: String
@@ -12,8 +13,11 @@ public struct EtcdStatusResponse: Sendable {
     public var dbSizeInUse: Int64
     /// The member ID this member believes is the leader.
     public var leader: UInt64
+    /// The member's raft committed index.
     public var raftIndex: UInt64
+    /// The member's current raft term.
     public var raftTerm: UInt64
+    /// The last raft log index the member has applied to its store.
     public var raftAppliedIndex: UInt64
     /// Alarm and health messages.
     public var errors: [String]

@@ -16,8 +16,10 @@ public struct EtcdWatchOptions: Sendable, ExpressibleByArrayLiteral {
     var requireLeader: Bool?
     var conflicts: [String] = []
 
+    /// No options: watch the one key, from the revision after the current one.
     public init() {}
 
+    /// Combines options in order; a later option overrides an earlier one of the same kind.
     public init(arrayLiteral elements: EtcdWatchOptions...) {
         for other in elements {
             EtcdRangeSpec.merge(other.range, into: &self.range, conflicts: &self.conflicts)

@@ -6,11 +6,14 @@ public struct EtcdWatchEvent: Sendable, Hashable {
     /// Whether the key was written or deleted.
     public struct EventType: Sendable, Hashable, CustomStringConvertible {
         let raw: Int
+        /// The key was created or changed.
         public static let put = Self(raw: 0)
+        /// The key was deleted (by a delete, or because its lease ended).
         public static let delete = Self(raw: 1)
         public var description: String { self.raw == 0 ? "PUT" : "DELETE" }
     }
 
+    /// Whether the key was written or deleted.
     public var type: EventType
     /// The key after the event; for a delete, the key with the deletion's revision as its mod revision.
     public var kv: EtcdKeyValue
@@ -35,7 +38,9 @@ public struct EtcdWatchEvent: Sendable, Hashable {
 /// notification (``isProgressNotify``: every change up to ``header``'s revision has been delivered)
 /// or, with `.createdNotify`, the creation notice (``isCreated``).
 public struct EtcdWatchResponse: Sendable {
+    /// The header of the member that answered: cluster, member, revision and raft term.
     public var header: EtcdResponseHeader
+    /// The events, in revision order; empty for a progress notification or the creation notice.
     public var events: [EtcdWatchEvent]
     /// The compaction revision reported by the server, when the watch was cancelled by compaction.
     public var compactRevision: Int64

@@ -4,9 +4,12 @@ public import Etcd
 /// A barrier (Go's `recipe.Barrier`): while its key exists, ``wait()`` blocks; deleting the key
 /// releases every waiter.
 public struct EtcdBarrier: Sendable {
+    /// The client the barrier works through.
     public let client: EtcdClient
+    /// The key whose existence raises the barrier.
     public let key: String
 
+    /// The barrier at `key`; making it writes nothing.
     public init(client: EtcdClient, key: String) {
         self.client = client
         self.key = key

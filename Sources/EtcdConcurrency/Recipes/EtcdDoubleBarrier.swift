@@ -8,11 +8,15 @@ import Synchronization
 /// Participants write `<key>/waiters/<time>` attached to their session's lease; the last to enter
 /// writes `<key>/ready`.
 public final class EtcdDoubleBarrier: Sendable {
+    /// The session whose lease holds this participant's key: a participant whose session ends has left.
     public let session: EtcdSession
+    /// The barrier's key; its participants' keys live under it.
     public let key: String
+    /// How many participants must enter before enter() returns.
     public let count: Int
     private let mine = Mutex<(key: String, revision: Int64)?>(nil)
 
+    /// One participant of the barrier at `key` for `count` participants; making it writes nothing.
     public init(session: EtcdSession, key: String, count: Int) {
         self.session = session
         self.key = key

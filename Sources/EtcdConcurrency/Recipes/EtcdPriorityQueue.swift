@@ -4,9 +4,12 @@ public import Etcd
 /// A queue whose items come out lowest priority number first, FIFO within a priority (Go's
 /// `recipe.PriorityQueue`, same key layout: `<key>/<priority %05d>/<sequence %016d>`).
 public struct EtcdPriorityQueue: Sendable {
+    /// The client the queue works through.
     public let client: EtcdClient
+    /// The prefix under which items are stored, by priority and sequence.
     public let key: String
 
+    /// The queue under `key`; making it writes nothing.
     public init(client: EtcdClient, key: String) {
         self.client = client
         self.key = key

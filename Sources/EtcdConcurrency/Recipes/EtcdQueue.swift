@@ -4,9 +4,12 @@ public import Etcd
 /// A multi-producer, multi-consumer FIFO queue in etcd (Go's `recipe.Queue`, same key layout:
 /// `<prefix>/<time>`). Each item is dequeued by exactly one consumer.
 public struct EtcdQueue: Sendable {
+    /// The client the queue works through.
     public let client: EtcdClient
+    /// The prefix under which items are stored, one key each.
     public let prefix: String
 
+    /// The queue under `prefix`; making it writes nothing.
     public init(client: EtcdClient, prefix: String) {
         self.client = client
         self.prefix = prefix

@@ -8,11 +8,13 @@ import Synchronization
 /// Readers write `<name>/read/<time>`, writers `<name>/write/<time>`, attached to the session's
 /// lease. One value takes one lock at a time.
 public final class EtcdRWMutex: Sendable {
+    /// The session whose lease holds the lock's keys: the lock is released if the session ends.
     public let session: EtcdSession
     /// The prefix of the lock's keys: the name with a trailing `/`.
     public let prefix: String
     private let held = Mutex<(key: String, revision: Int64)?>(nil)
 
+    /// The lock `name` held through `session`; making it writes nothing.
     public init(session: EtcdSession, name: String) {
         self.session = session
         self.prefix = name + "/"
