@@ -22,6 +22,7 @@ public final class EtcdSession: Sendable {
     /// client's background.
     ///
     /// - Parameters:
+    ///   - client: the client that grants the lease and keeps it alive.
     ///   - ttl: the lease's time to live in seconds; the session is lost this long after its
     ///     process stops renewing.
     ///   - leaseID: an existing lease to use instead of granting one (Go's `WithLease`).

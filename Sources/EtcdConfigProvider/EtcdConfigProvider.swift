@@ -50,8 +50,11 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
     /// Reads every key under `prefix` (a linearizable read) and returns a provider serving them.
     ///
     /// - Parameters:
+    ///   - client: the client that reads and watches the prefix; it must be running while the provider is used.
+    ///   - prefix: the etcd prefix the configuration lives under, such as `config/billing/`.
     ///   - isSecret: which configuration keys (in etcd's form, without the prefix, such as
     ///     `db/password`) hold secrets, so access logs redact them.
+    ///   - logger: where the provider says when it reads the prefix again after a compaction; silent by default.
     /// - Throws: ``EtcdClientError`` when the prefix cannot be read.
     public init(
         client: EtcdClient,

@@ -5,7 +5,7 @@ import Synchronization
 
 /// A real etcd cluster of 1...N members on free loopback ports, with temporary data folders, for tests.
 ///
-/// Prefer ``withEtcdTestCluster(_:_:)``, which removes the processes and folders whether the body
+/// Prefer ``EtcdTesting/withEtcdTestCluster(_:isolation:_:)``, which removes the processes and folders whether the body
 /// succeeds or throws:
 ///
 /// ```swift

@@ -69,6 +69,8 @@ public final class EtcdTestProcess: Sendable {
     /// Starts `executable` with `arguments`.
     ///
     /// - Parameters:
+    ///   - executable: The program's path.
+    ///   - arguments: Its arguments, without the program's name.
     ///   - environment: The child's whole environment; by default the test process's.
     ///   - input: Standard input; `/dev/null` by default.
     ///   - output: Standard output; `/dev/null` by default.

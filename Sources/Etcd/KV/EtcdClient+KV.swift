@@ -96,7 +96,9 @@ extension EtcdClient {
 
     /// Discards the store's history before `revision`; older revisions can no longer be read or watched.
     ///
-    /// - Parameter physical: wait until the compaction is physically applied to the backend.
+    /// - Parameters:
+    ///   - revision: the oldest revision to keep.
+    ///   - physical: wait until the compaction is physically applied to the backend.
     /// - Throws: ``EtcdClientError``: `compacted` if the revision is already compacted, `futureRevision`
     ///   if it is newer than the store.
     @discardableResult

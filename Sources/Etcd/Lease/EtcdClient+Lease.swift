@@ -167,7 +167,10 @@ extension EtcdClient {
     /// Check ``EtcdLease/state`` (or await ``EtcdLease/waitUntilLost()``) to learn whether the lease
     /// survived: a lease can be lost while `body` runs when no member could be reached for its TTL.
     ///
-    /// - Parameter ttl: the time to live in seconds; see ``grant(ttl:id:)``.
+    /// - Parameters:
+    ///   - ttl: the time to live in seconds; see ``grant(ttl:id:)``.
+    ///   - isolation: the actor `body` runs on; the caller's, by default.
+    ///   - body: runs with the lease kept alive; when it returns or throws, the lease is revoked.
     @discardableResult
     public func withLease<Result: Sendable>(
         ttl: Int64,

@@ -22,6 +22,7 @@ extension EtcdClient {
     /// snapshot restore` before 3.5).
     ///
     /// - Parameters:
+    ///   - path: the file to write; an existing file there is replaced once the snapshot is verified.
     ///   - endpoint: the member to snapshot; any healthy endpoint when nil.
     ///   - progress: called after each chunk with the bytes written so far and the bytes the member
     ///     says remain.
