@@ -166,6 +166,7 @@ extension EtcdClient {
     /// - Parameters:
     ///   - level: how much the transaction sees of other writers; see ``EtcdSTMIsolation``.
     ///   - prefetch: keys read in one request before `apply` runs.
+    ///   - isolation: the actor `apply` runs on; the caller's, by default.
     ///   - apply: reads and writes through the ``EtcdSTM``; it may run several times, so it should
     ///     have no other side effects. An error it throws ends the transaction without a commit.
     /// - Returns: the response of the committed transaction.
