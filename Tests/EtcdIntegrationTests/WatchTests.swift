@@ -296,6 +296,34 @@ struct WatchTests {
         #expect(error?.code == .unavailable)
     }
 
+    @Test(
+        "with no member reachable, a watch's body starts once the dial timeout has passed, or the call deadline if that comes first"
+    )
+    func creationWaitBounds() async throws {
+        var configuration = EtcdClient.Configuration(endpoints: ["127.0.0.1:1"])
+        configuration.dialTimeout = .milliseconds(500)
+        let client = try EtcdClient(configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.run() }
+            defer { client.shutdown() }
+            let clock = ContinuousClock()
+            let start = clock.now
+            let waited = try await within(.seconds(10), "the body after the dial timeout") {
+                try await client.watch("k") { _ in clock.now - start }
+            }
+            #expect(waited >= .milliseconds(500))
+            configuration.dialTimeout = .seconds(60)
+            let patient = try EtcdClient(configuration: configuration)
+            group.addTask { try await patient.run() }
+            defer { patient.shutdown() }
+            let deadline = clock.now + .milliseconds(300)
+            let started = try await within(.seconds(10), "the body at the call deadline") {
+                try await withEtcdDeadline(deadline) { try await patient.watch("k") { _ in clock.now } }
+            }
+            #expect(started >= deadline)
+        }
+    }
+
     @Test("shutdown ends every watch's sequence")
     func shutdownEndsWatches() async throws {
         try await withEtcdTestCluster { cluster in

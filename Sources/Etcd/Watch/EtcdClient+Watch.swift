@@ -2,6 +2,7 @@
 package import EtcdAPI
 import FoundationEssentials
 import Logging
+import NIOCore
 import Synchronization
 
 extension EtcdClient {
@@ -73,17 +74,26 @@ extension EtcdClient {
     }
 
     /// Waits for the server to create the watch, at most the call deadline or the dial timeout.
+    ///
+    /// The bound is a timer on the client's event loop, not a task group with a sleeping child:
+    /// the two child tasks per watch took 1.9 KB of memory per watch (`watch-scale`, 10,000
+    /// watches: 8.7 against 6.9 KB, four runs each way). A timer no further off than the dial
+    /// timeout is not cancelled when the server answers first (NIO cancels a scheduled task by
+    /// searching all of them, and thousands of watches may be created at once): it fires, finds
+    /// the wait over, and holds the entry weakly meanwhile. A later one (a long call deadline) is
+    /// cancelled, so that such timers cannot pile up.
     private func waitUntilCreated(_ entry: WatchEntry) async {
         let limit = EtcdCallDeadline.current ?? (.now + self.configuration.dialTimeout)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await entry.waitUntilCreated() }
-            group.addTask { try? await Task.sleep(until: limit) }
-            await group.next()
-            group.cancelAll()
-            // The waiting child may not have begun its wait yet (both children can be cancelled
-            // before they run): the wait must end even so, or the group would wait for it.
+        let delay = TimeAmount(max(ContinuousClock.now.duration(to: limit), Duration.zero))
+        let timer = self.executor.eventLoop.scheduleTask(in: delay) { [weak entry] in
+            entry?.stopWaitingForCreation()
+        }
+        await withTaskCancellationHandler {
+            await entry.waitUntilCreated()
+        } onCancel: {
             entry.stopWaitingForCreation()
         }
+        if delay > TimeAmount(self.configuration.dialTimeout) { timer.cancel() }
     }
 
     /// Asks etcd for a progress notification on every watch stream (Go's `RequestProgress`, etcd 3.4+).
