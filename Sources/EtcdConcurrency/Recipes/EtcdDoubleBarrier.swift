@@ -12,7 +12,7 @@ public final class EtcdDoubleBarrier: Sendable {
     public let session: EtcdSession
     /// The barrier's key; its participants' keys live under it.
     public let key: String
-    /// How many participants must enter before enter() returns.
+    /// How many participants must enter before ``enter()`` returns.
     public let count: Int
     private let mine = Mutex<(key: String, revision: Int64)?>(nil)
 
