@@ -122,7 +122,7 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
         return try await updatesHandler(ConfigUpdatesAsyncSequence(stream))
     }
 
-    /// The values as last read or watched, at one revision (an `EtcdConfigSnapshot`).
+    /// The values as last read or watched, at one revision (an ``EtcdConfigSnapshot``).
     public func snapshot() -> any ConfigSnapshot {
         self.state.withLock { self.makeSnapshot($0) }
     }
