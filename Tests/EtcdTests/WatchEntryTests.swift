@@ -10,8 +10,9 @@ struct WatchEntryTests {
         "a wait for the server's confirmation that begins only after the caller stopped waiting returns at once"
     )
     func lateWaitEnds() async throws {
-        // watch() waits in one child task and times out in another; when both are cancelled before
-        // they run, the timeout can end the wait before the waiting child has begun it.
+        // watch()'s timer (due at once under a deadline already passed) or its task's cancellation
+        // (onCancel runs first when the task is already cancelled) can end the wait before
+        // watch() has begun it.
         let entry = WatchEntry(
             request: Etcdserverpb_WatchCreateRequest(), createdNotify: false, bufferLimit: 16, onDrained: {})
         entry.stopWaitingForCreation()
