@@ -200,7 +200,8 @@ struct ClientConnectionTests {
                 request.key = Data("ids/\(i)".utf8)
                 request.value = Data("v\(i)".utf8)
                 _ = try await channel.call(
-                    path: "/etcdserverpb.KV/Put", message: try request.serializedBytes(), metadata: Metadata(),
+                    path: "/etcdserverpb.KV/Put", message: try (request.serializedBytes() as GRPCFramedMessage).buffer,
+                    metadata: Metadata(),
                     timeout: .seconds(10), maxResponseBytes: 1 << 20, streamOpened: nil)
             }
             // One after another: three connections.

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
+import EtcdAPI
+import Foundation
 import GRPCCore
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
+import SwiftProtobuf
 import Testing
 
 @testable import Etcd
@@ -21,6 +24,23 @@ struct FrameChannelTests {
         #expect(FrameChannel.grpcTimeout(.nanoseconds(100_000_000_100)) == "100001m")
         #expect(FrameChannel.grpcTimeout(.seconds(10_000_000_000)) == "2562048H", "beyond Int64 nanoseconds")
         #expect(FrameChannel.grpcTimeout(.zero) == "1n", "a deadline that has passed still travels as one")
+    }
+
+    @Test("a request is serialized after its gRPC prefix, byte for byte what framing its serialized bytes gives")
+    func framedMessage() throws {
+        var request = Etcdserverpb_PutRequest()
+        request.key = Data("key".utf8)
+        request.value = Data(repeating: 7, count: 300)
+        request.prevKv = true
+        let bytes: [UInt8] = try request.serializedBytes()
+        let framed = try (request.serializedBytes() as GRPCFramedMessage).buffer
+        #expect(framed.getInteger(at: 0, as: UInt8.self) == 0, "not compressed")
+        #expect(framed.getInteger(at: 1, as: UInt32.self) == UInt32(bytes.count))
+        #expect(Array(framed.readableBytesView.dropFirst(5)) == bytes)
+        #expect(Array(GRPCFramedMessage([9, 8] as [UInt8]).buffer.readableBytesView) == [0, 0, 0, 0, 2, 9, 8])
+        let empty = try (Etcdserverpb_RangeRequest().serializedBytes() as GRPCFramedMessage)
+        #expect(Array(empty.buffer.readableBytesView) == [0, 0, 0, 0, 0])
+        #expect(empty.count == 0)
     }
 
     @Test("grpc-message is percent-decoded; text without escapes is left alone")
@@ -82,7 +102,7 @@ struct FrameConnectionScriptTests {
         let loop = self.channel.testingEventLoop
         let handler = self.handler
         return Task {
-            try await withCheckedThrowingContinuation { continuation in
+            try await withUnsafeThrowingContinuation { continuation in
                 loop.execute {
                     guard call.begin(continuation, on: loop) else { return }
                     handler.open(call)
@@ -95,12 +115,16 @@ struct FrameConnectionScriptTests {
     private func start() async throws -> (Task<ByteBuffer, any Error>, HTTP2StreamID) {
         let task = self.begin(
             UnaryCall(
-                headers: [":path": "/test"], message: [1, 2, 3], deadline: nil, maxResponseBytes: 1024,
+                headers: [":path": "/test"], message: GRPCFramedMessage([1, 2, 3]).buffer, deadline: nil,
+                maxResponseBytes: 1024,
                 streamOpened: nil))
         let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         let data = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         guard case .headers = headers.payload, case .data(let body) = data.payload, body.endStream else {
             throw TestFailure("expected HEADERS and a DATA frame that ends the stream, got \(headers), \(data)")
+        }
+        guard case .byteBuffer(let bytes) = body.data, Array(bytes.readableBytesView) == [0, 0, 0, 0, 3, 1, 2, 3] else {
+            throw TestFailure("expected the request as one gRPC message, got \(body.data)")
         }
         return (task, headers.streamID)
     }
@@ -145,7 +169,9 @@ struct FrameConnectionScriptTests {
         #expect(refused?.message.contains("too_many_pings") == true, "\(String(describing: refused))")
 
         let late = self.begin(
-            UnaryCall(headers: [:], message: [], deadline: nil, maxResponseBytes: 1024, streamOpened: nil))
+            UnaryCall(
+                headers: [:], message: GRPCFramedMessage([UInt8]()).buffer, deadline: nil, maxResponseBytes: 1024,
+                streamOpened: nil))
         let closing = await #expect(throws: RPCError.self) { _ = try await late.value }
         #expect(closing?.message.contains("is closing") == true)
         #expect(self.channel.isActive, "a call is still open")
@@ -190,11 +216,11 @@ struct FrameConnectionScriptTests {
         let recorder = FlushRecorder()
         try await self.channel.pipeline.addHandler(recorder, position: .first)
         // Six calls begun in one job of the event loop, as tasks resumed by one read are.
-        let (continuations, sink) = AsyncStream.makeStream(of: CheckedContinuation<ByteBuffer, any Error>.self)
+        let (continuations, sink) = AsyncStream.makeStream(of: UnsafeContinuation<ByteBuffer, any Error>.self)
         let tasks = (0..<6).map { _ in
-            Task { try await withCheckedThrowingContinuation { sink.yield($0) } }
+            Task { try await withUnsafeThrowingContinuation { sink.yield($0) } }
         }
-        var gathered: [CheckedContinuation<ByteBuffer, any Error>] = []
+        var gathered: [UnsafeContinuation<ByteBuffer, any Error>] = []
         for await continuation in continuations {
             gathered.append(continuation)
             if gathered.count == tasks.count { break }
@@ -205,7 +231,8 @@ struct FrameConnectionScriptTests {
         try await loop.executeInContext {
             for (index, continuation) in started.enumerated() {
                 let call = UnaryCall(
-                    headers: [":path": "/test"], message: [UInt8(index)], deadline: nil, maxResponseBytes: 1024,
+                    headers: [":path": "/test"], message: GRPCFramedMessage([UInt8(index)]).buffer, deadline: nil,
+                    maxResponseBytes: 1024,
                     streamOpened: nil)
                 if call.begin(continuation, on: loop) { handler.open(call) }
             }

@@ -163,9 +163,9 @@ package final class EndpointConnection: Sendable {
         var metadata = metadata
         let finish = self.observer?.begin(Method.descriptor, metadata: &metadata)
         do {
-            let message: [UInt8]
+            let message: ByteBuffer
             do {
-                message = try request.serializedBytes()
+                message = try (request.serializedBytes() as GRPCFramedMessage).buffer
             } catch {
                 throw RPCError(
                     code: .internalError, message: "cannot encode the \(Method.descriptor.method) request: \(error)",

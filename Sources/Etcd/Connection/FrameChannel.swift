@@ -71,13 +71,14 @@ final class FrameChannel: @unchecked Sendable {
         self.endpoint = endpoint
     }
 
-    /// Sends one request (a serialized message) on `path` and returns the serialized response.
+    /// Sends one request on `path` and returns the serialized response; `message` is the request
+    /// as one gRPC length-prefixed message (see ``GRPCFramedMessage``).
     ///
     /// - Throws: `RPCError` (the server's status, or unavailable / deadlineExceeded /
     ///   resourceExhausted from the client), or `CancellationError` when the task is cancelled.
     func call(
         path: String,
-        message: [UInt8],
+        message: ByteBuffer,
         metadata: Metadata,
         timeout: Duration?,
         maxResponseBytes: Int,
@@ -92,7 +93,7 @@ final class FrameChannel: @unchecked Sendable {
             streamOpened: streamOpened
         )
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
+            try await withUnsafeThrowingContinuation { continuation in
                 if self.eventLoop.inEventLoop {
                     self.start(call, continuation)
                 } else {
@@ -212,7 +213,7 @@ final class FrameChannel: @unchecked Sendable {
 
     // MARK: On the event loop
 
-    private func start(_ call: UnaryCall, _ continuation: CheckedContinuation<ByteBuffer, any Error>) {
+    private func start(_ call: UnaryCall, _ continuation: UnsafeContinuation<ByteBuffer, any Error>) {
         guard call.begin(continuation, on: self.eventLoop) else { return }
         self.dispatch(call)
     }

@@ -3,6 +3,7 @@ import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import SwiftProtobuf
 
 /// One HTTP/2 connection of a ``FrameChannel``: opens a stream per call, writes the request as
 /// HEADERS and one DATA frame, and completes the call from the response's frames; streams
@@ -59,13 +60,12 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         if self.usedLastStreamID { self.startDraining() }
         call.opened(on: self, streamID: streamID)
         call.streamOpened?.set()
-        let body = context.channel.allocator.grpcMessage(call.message)
         context.write(
             self.wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: call.headers)))),
             promise: nil)
         context.write(
             self.wrapOutboundOut(
-                HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body), endStream: true)))),
+                HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(call.message), endStream: true)))),
             promise: nil)
         self.unflushed += 1
         if self.calls.count == 1 || self.unflushed == Self.requestsPerWrite {
@@ -488,11 +488,6 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 }
 
 extension ByteBufferAllocator {
-    /// `message` as one gRPC length-prefixed message, uncompressed.
-    func grpcMessage(_ message: [UInt8]) -> ByteBuffer {
-        self.grpcMessages(CollectionOfOne(message))
-    }
-
     /// `messages` one after another, each a gRPC length-prefixed message, uncompressed.
     func grpcMessages(_ messages: some Collection<[UInt8]>) -> ByteBuffer {
         var framed = self.buffer(capacity: messages.reduce(0) { $0 + 5 + $1.count })
@@ -502,6 +497,42 @@ extension ByteBufferAllocator {
             framed.writeBytes(message)
         }
         return framed
+    }
+}
+
+/// A protobuf message serialized straight into the buffer its DATA frame sends, after its gRPC
+/// length prefix: `try message.serializedBytes() as GRPCFramedMessage`.
+///
+/// Serializing to `[UInt8]` and framing that in a `ByteBuffer` cost one allocation and one copy of
+/// the message per call; swift-protobuf sizes the message first and asks for that many bytes, so
+/// the prefix is known before the message is written.
+struct GRPCFramedMessage: SwiftProtobufContiguousBytes {
+    private static let prefixSize = 5
+    /// The prefix (not compressed, the length) and the message.
+    private(set) var buffer: ByteBuffer
+
+    init(repeating byte: UInt8, count: Int) {
+        var buffer = ByteBufferAllocator().buffer(capacity: Self.prefixSize + count)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(truncatingIfNeeded: count))
+        buffer.writeRepeatingByte(byte, count: count)
+        self.buffer = buffer
+    }
+
+    init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {
+        let bytes = Array(sequence)
+        self.init(repeating: 0, count: bytes.count)
+        self.buffer.setBytes(bytes, at: Self.prefixSize)
+    }
+
+    var count: Int { self.buffer.readableBytes - Self.prefixSize }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try self.buffer.withUnsafeReadableBytes { try body(.init(rebasing: $0.dropFirst(Self.prefixSize))) }
+    }
+
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try self.buffer.withUnsafeMutableReadableBytes { try body(.init(rebasing: $0.dropFirst(Self.prefixSize))) }
     }
 }
 

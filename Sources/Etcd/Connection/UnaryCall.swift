@@ -18,14 +18,16 @@ protocol ChannelCall: AnyObject {
 /// Event loop only, except its creation.
 final class UnaryCall: ChannelCall, @unchecked Sendable {
     let headers: HPACKHeaders
-    let message: [UInt8]
+    /// The request as one gRPC length-prefixed message, ready for its DATA frame.
+    let message: ByteBuffer
     let deadline: NIODeadline?
     let maxResponseBytes: Int
     let streamOpened: AtomicFlag?
 
     private enum Phase { case created, started, ended }
     private var phase = Phase.created
-    private var continuation: CheckedContinuation<ByteBuffer, any Error>?
+    /// Resumed exactly once: `phase` lets only the first of `begin`'s refusal, `end` and `succeed` do it.
+    private var continuation: UnsafeContinuation<ByteBuffer, any Error>?
     private var timer: Scheduled<Void>?
     private var stream: (handler: FrameConnectionHandler, id: HTTP2StreamID)?
     private var response = ByteBuffer()
@@ -34,7 +36,7 @@ final class UnaryCall: ChannelCall, @unchecked Sendable {
     var unacknowledged = 0
 
     init(
-        headers: HPACKHeaders, message: [UInt8], deadline: NIODeadline?, maxResponseBytes: Int,
+        headers: HPACKHeaders, message: ByteBuffer, deadline: NIODeadline?, maxResponseBytes: Int,
         streamOpened: AtomicFlag?
     ) {
         self.headers = headers
@@ -49,7 +51,7 @@ final class UnaryCall: ChannelCall, @unchecked Sendable {
 
     /// Takes the continuation and arms the deadline; false (the continuation resumed) when the
     /// call already ended: cancelled before it started, or out of time.
-    func begin(_ continuation: CheckedContinuation<ByteBuffer, any Error>, on eventLoop: any EventLoop) -> Bool {
+    func begin(_ continuation: UnsafeContinuation<ByteBuffer, any Error>, on eventLoop: any EventLoop) -> Bool {
         guard self.phase == .created else {
             continuation.resume(throwing: CancellationError())
             return false
