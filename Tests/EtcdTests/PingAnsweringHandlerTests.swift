@@ -216,4 +216,31 @@ struct PingAnsweringHandlerTests {
         _ = try? channel.finish()
         _ = try? nextChannel.finish()
     }
+
+    @Test("keepalive: given openCalls, the handler asks it whether calls are open and ignores the frames")
+    func openCallsDecide() throws {
+        final class Open: @unchecked Sendable { var value = false }
+        let open = Open()
+        let handler = PingAnsweringHandler(
+            keepAlive: .init(time: .seconds(1), timeout: .milliseconds(500)), openCalls: { open.value })
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        // A stream opened in the frames, while openCalls says none is: no PING however long it is quiet.
+        try channel.writeOutbound(
+            ByteBuffer(
+                bytes: Self.preface + frame(type: 0x4, flags: 0, stream: 0, payload: [])
+                    + frame(type: 0x1, flags: 0x4, stream: 1, payload: [0x82])))
+        _ = try self.writtenAll(channel)
+        #expect(!handler.hasOpenStreams)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(handler.sentPings == 0)
+        // openCalls says a call is open, with no frame to show it: a PING after the keepalive time.
+        open.value = true
+        #expect(handler.hasOpenStreams)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1250))
+        #expect(handler.sentPings == 1)
+        let ping = try self.writtenAll(channel)
+        #expect(ping.count == 17 && ping[3] == 0x6 && ping[4] == 0)
+        _ = try? channel.finish()
+    }
 }

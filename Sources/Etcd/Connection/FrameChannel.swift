@@ -269,7 +269,9 @@ final class FrameChannel: @unchecked Sendable {
                         mode: .client, connectionConfiguration: configuration, streamConfiguration: .init())
                     try pipeline.addHandler(http2)
                     try pipeline.addHandler(
-                        PingAnsweringHandler(keepAlive: settings.keepAlive, handshakeTimeout: settings.dialTimeout),
+                        PingAnsweringHandler(
+                            keepAlive: settings.keepAlive, handshakeTimeout: settings.dialTimeout,
+                            openCalls: { [weak handler] in handler?.hasOpenCalls ?? false }),
                         position: .before(http2)
                     )
                     try pipeline.addHandler(handler)

@@ -50,6 +50,9 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
+    /// Whether a unary call or a stream is open on the connection (for keepalive).
+    var hasOpenCalls: Bool { !self.calls.isEmpty || !self.streams.isEmpty }
+
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// Opens a stream for `call` and writes its request; the call ends with `unavailable` when

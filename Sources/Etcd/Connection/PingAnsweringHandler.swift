@@ -17,11 +17,12 @@ import Synchronization
 /// Keepalive (gRFC A8, as gRPC-Go clients do it): while a call is open and nothing has been read for
 /// the keepalive time, the handler sends a PING; if nothing at all is read within the keepalive
 /// timeout after it, the connection is closed, failing its calls with `unavailable` so they can
-/// move to another endpoint. It tracks open streams from the frames both ways. grpc-swift-nio-
-/// transport's own keepalive is not used: without "permit without calls" it stops the timer when a
-/// connection's last call ends and never restarts it, so a connection that was ever idle is never
-/// pinged again (and with it, etcd, which does not permit pings without calls, closes idle
-/// connections for "too many pings").
+/// move to another endpoint. Which calls are open it asks of `openCalls` when the handler above
+/// the HTTP/2 handler knows (``FrameConnectionHandler`` does), and otherwise follows the frames
+/// both ways (grpc-swift's connections). grpc-swift-nio-transport's own keepalive is not used:
+/// without "permit without calls" it stops the timer when a connection's last call ends and never
+/// restarts it, so a connection that was ever idle is never pinged again (and with it, etcd, which
+/// does not permit pings without calls, closes idle connections for "too many pings").
 ///
 /// Handshake timeout: a server that accepts the connection but never sends a byte (a black hole,
 /// or something that is not an HTTP/2 server and waits for a request) would keep gRPC's connection
@@ -81,8 +82,11 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
         func backOff() { self.interval.withLock { $0 = $0 * 2 } }
     }
     private let keepAlive: KeepAlive?
+    /// Whether the client has calls open, asked of the handler that runs them; nil when this
+    /// handler follows the frames instead (``streams``).
+    private let openCalls: (() -> Bool)?
     /// Streams the client opened that are not closed both ways: bit 1 set when the client ended
-    /// its side, bit 2 when the server did.
+    /// its side, bit 2 when the server did. Only without ``openCalls``.
     private var streams: [UInt32: UInt8] = [:]
     private var lastRead = NIODeadline.now()
     /// When the unanswered keepalive PING was sent.
@@ -101,9 +105,12 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var handshakeTimer: Scheduled<Void>?
     private var hasRead = false
 
-    init(keepAlive: KeepAlive? = nil, handshakeTimeout: TimeAmount? = nil) {
+    /// - Parameter openCalls: whether the client has calls open on the connection; without it,
+    ///   the handler follows the frames it passes (parsing every write) to know.
+    init(keepAlive: KeepAlive? = nil, handshakeTimeout: TimeAmount? = nil, openCalls: (() -> Bool)? = nil) {
         self.keepAlive = keepAlive
         self.handshakeTimeout = handshakeTimeout
+        self.openCalls = openCalls
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -218,7 +225,7 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if self.keepAlive != nil {
+        if self.keepAlive != nil && self.openCalls == nil {
             let buffer = self.unwrapOutboundIn(data)
             self.scanOutbound(buffer.readableBytesView)
         }
@@ -271,7 +278,7 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Notes a stream opened (client HEADERS), ended one way (END_STREAM) or reset.
     private func track(type: UInt8, flags: UInt8, stream: UInt32, outbound: Bool) {
-        guard self.keepAlive != nil, stream != 0 else { return }
+        guard self.keepAlive != nil, self.openCalls == nil, stream != 0 else { return }
         switch type {
         case Self.headersType, Self.dataType:
             if outbound && type == Self.headersType && self.streams[stream] == nil { self.streams[stream] = 0 }
@@ -286,7 +293,7 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Whether the client has calls open on the connection.
-    var hasOpenStreams: Bool { !self.streams.isEmpty }
+    var hasOpenStreams: Bool { self.openCalls?() ?? !self.streams.isEmpty }
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { self.startTimers(context: context) }
@@ -356,7 +363,7 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 return
             }
         }
-        guard !self.streams.isEmpty, now - self.lastRead >= keepAlive.time else { return }
+        guard now - self.lastRead >= keepAlive.time, self.hasOpenStreams else { return }
         var ping = context.channel.allocator.buffer(capacity: Self.frameHeaderSize + Self.pingPayloadSize)
         ping.writeInteger(UInt8(0))
         ping.writeInteger(UInt16(Self.pingPayloadSize))
