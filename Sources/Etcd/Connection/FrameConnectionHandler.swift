@@ -493,13 +493,23 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 extension ByteBufferAllocator {
     /// `messages` one after another, each a gRPC length-prefixed message, uncompressed.
     func grpcMessages(_ messages: some Collection<[UInt8]>) -> ByteBuffer {
-        var framed = self.buffer(capacity: messages.reduce(0) { $0 + 5 + $1.count })
+        var framed = self.buffer(capacity: messages.reduce(0) { $0 + ByteBuffer.grpcPrefixSize + $1.count })
         for message in messages {
-            framed.writeInteger(UInt8(0))  // not compressed
-            framed.writeInteger(UInt32(message.count))
+            framed.writeGRPCPrefix(length: message.count)
             framed.writeBytes(message)
         }
         return framed
+    }
+}
+
+extension ByteBuffer {
+    /// The size of a gRPC message's prefix: a compression flag and the message's length.
+    static let grpcPrefixSize = 5
+
+    /// Writes the prefix of an uncompressed gRPC message of `length` bytes.
+    mutating func writeGRPCPrefix(length: Int) {
+        self.writeInteger(UInt8(0))  // not compressed
+        self.writeInteger(UInt32(truncatingIfNeeded: length))
     }
 }
 
@@ -510,14 +520,13 @@ extension ByteBufferAllocator {
 /// the message per call; swift-protobuf sizes the message first and asks for that many bytes, so
 /// the prefix is known before the message is written.
 struct GRPCFramedMessage: SwiftProtobufContiguousBytes {
-    private static let prefixSize = 5
+    private static let prefixSize = ByteBuffer.grpcPrefixSize
     /// The prefix (not compressed, the length) and the message.
     private(set) var buffer: ByteBuffer
 
     init(repeating byte: UInt8, count: Int) {
         var buffer = ByteBufferAllocator().buffer(capacity: Self.prefixSize + count)
-        buffer.writeInteger(UInt8(0))
-        buffer.writeInteger(UInt32(truncatingIfNeeded: count))
+        buffer.writeGRPCPrefix(length: count)
         buffer.writeRepeatingByte(byte, count: count)
         self.buffer = buffer
     }

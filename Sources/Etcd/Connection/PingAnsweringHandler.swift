@@ -155,7 +155,7 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 self.keepAlive?.backOff()
             }
             guard isPing else {
-                if let stream = buffer.getInteger(at: cursor + 5, as: UInt32.self) {
+                if self.openCalls == nil, let stream = buffer.getInteger(at: cursor + 5, as: UInt32.self) {
                     self.track(type: type, flags: flags, stream: stream & 0x7fff_ffff, outbound: false)
                 }
                 self.passThrough = Self.frameHeaderSize + length
@@ -276,9 +276,10 @@ final class PingAnsweringHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private static let resetType: UInt8 = 0x3
     private static let endStreamFlag: UInt8 = 0x1
 
-    /// Notes a stream opened (client HEADERS), ended one way (END_STREAM) or reset.
+    /// Notes a stream opened (client HEADERS), ended one way (END_STREAM) or reset; called only
+    /// without `openCalls`.
     private func track(type: UInt8, flags: UInt8, stream: UInt32, outbound: Bool) {
-        guard self.keepAlive != nil, self.openCalls == nil, stream != 0 else { return }
+        guard self.keepAlive != nil, stream != 0 else { return }
         switch type {
         case Self.headersType, Self.dataType:
             if outbound && type == Self.headersType && self.streams[stream] == nil { self.streams[stream] = 0 }
