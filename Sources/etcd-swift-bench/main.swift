@@ -282,6 +282,7 @@ func benchmark() async -> String {
             // W watchers on one prefix; one writer puts total keys; figures are for total*W delivered
             // events, latency is put-to-delivery of the last watcher (as peer-bench measures it).
             let prefix = "watch-bench-\(UInt64(Date().timeIntervalSince1970 * 1e9))/"
+            let prefixLength = prefix.utf8.count
             let clock = ContinuousClock()
             let sent = Shared([ContinuousClock.Instant](repeating: clock.now, count: total))
             let counts = Shared([Int](repeating: 0, count: total))
@@ -299,7 +300,8 @@ func benchmark() async -> String {
                             for try await response in responses {
                                 let now = clock.now
                                 for event in response.events {
-                                    let i = Int(event.kv.keyString.dropFirst(prefix.count)) ?? 0
+                                    // By UTF-8 offset: String.count and dropFirst walk characters.
+                                    let i = Int(Substring(event.kv.keyString.utf8.dropFirst(prefixLength))) ?? 0
                                     let complete = counts.withLock { counts -> Bool in
                                         counts[i] += 1
                                         return counts[i] == watchers
