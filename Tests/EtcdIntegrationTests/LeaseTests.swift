@@ -424,4 +424,60 @@ struct LeaseFaultTests {
             #expect(keys.count == 100)
         }
     }
+
+    @Test(
+        "3 members, no leader (leader killed, a follower cut off): the keepalive stream, refused with noLeader, is tried again at least every half second, and renewals resume once a leader is elected"
+    )
+    func reopenWhileLeaderless() async throws {
+        var test = EtcdTestCluster.Configuration(members: 3)
+        test.peerBridges = true
+        try await withEtcdTestCluster(test) { cluster in
+            let leader = try await cluster.leaderIndex()
+            let followers = cluster.members.indices.filter { $0 != leader }
+            // When each refusal was logged, from the moment the cluster has no leader.
+            let refusals = Shared<[ContinuousClock.Instant]>([])
+            let (refused, refusal) = AsyncStream.makeStream(of: Int.self)
+            let logger = hookedLogger { line in
+                guard line.message.hasPrefix("etcd lease keepalive stream broke"),
+                    line.metadata["etcd_code"]?.description == "noLeader"
+                else { return }
+                var count = 0
+                refusals.mutate { times in
+                    times.append(.now)
+                    count = times.count
+                }
+                refusal.yield(count)
+            }
+            let lease = try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { granter in
+                try await granter.grant(ttl: 30)
+            }
+            let keeper = EtcdClient.Configuration(endpoints: followers.map { cluster.members[$0].clientEndpoint })
+            try await withEtcdClient(keeper, logger: logger) { keeper in
+                try await keeper.keepAlive(lease.id) { responses in
+                    _ = try await within(.seconds(10), "the first renewal") { try await responses.first { _ in true } }
+                    // In this order: isolate(_:) asks every member for its ID.
+                    try await cluster.isolate(followers[0])
+                    try await cluster.members[leader].kill()
+                    // Eight refusals in a row: a backoff that kept growing would be at its 1 s maximum by then.
+                    _ = try await within(.seconds(30), "eight noLeader refusals") {
+                        await refused.first { $0 >= 8 }
+                    }
+                    cluster.healPartition()
+                    let healed = ContinuousClock.now
+                    let renewal = try await within(.seconds(15), "a renewal after the partition healed") {
+                        try await responses.first { _ in true }
+                    }
+                    #expect(renewal?.ttl == 30)
+                    #expect(responses.lease.state == .alive)
+                    print("leaderless keepalive: renewed \(ContinuousClock.now - healed) after the partition healed")
+                }
+            }
+            let times = refusals.value
+            let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+            print("leaderless keepalive: refusals \(gaps.count + 1), gaps \(gaps)")
+            // The wait between attempts stops growing at 500 ms; an attempt takes a few milliseconds.
+            #expect(gaps.count >= 7)
+            #expect(gaps.allSatisfy { $0 < .milliseconds(800) }, "gaps between attempts: \(gaps)")
+        }
+    }
 }

@@ -26,6 +26,14 @@ final class Lessor: Sendable {
     /// milliseconds, so a renewal sent this much later gets the true answer.
     static let notFoundRecheckDelay = Duration.milliseconds(500)
 
+    /// The longest wait before the keepalive stream is opened again after it failed (the retry
+    /// configuration's backoff grows up to this, not beyond).
+    ///
+    /// While a cluster elects a leader every member refuses the stream (`noLeader`), so the attempts
+    /// fail one after the other; the first one after the election must come soon, as leases have
+    /// waited through the whole election. etcd's Go client waits this long before every attempt.
+    static let maxReopenDelay = Duration.milliseconds(500)
+
     private struct Entry {
         let lease: EtcdLease
         /// Readers of keepalive responses, by token.
@@ -277,7 +285,8 @@ final class Lessor: Sendable {
             attempt += 1
             let backoff = min(
                 client.configuration.retry.initialBackoff * (1 << min(attempt, 10)),
-                client.configuration.retry.maxBackoff
+                client.configuration.retry.maxBackoff,
+                Self.maxReopenDelay
             )
             // Renewals continue at once on another endpoint; the same one is retried with a backoff,
             // during which leases whose deadline passes still end on time.
