@@ -99,6 +99,7 @@ final class Latencies: Sendable {
     init(count: Int) { self.values = Mutex([Double](repeating: 0, count: count)) }
     func set(_ index: Int, _ value: Double) { self.values.withLock { $0[index] = value } }
     var sorted: [Double] { self.values.withLock { $0.sorted() } }
+    var unsorted: [Double] { self.values.withLock { $0 } }
 }
 
 func milliseconds(_ duration: Duration) -> Double {
@@ -281,6 +282,9 @@ func benchmark() async -> String {
         case "watch":
             // W watchers on one prefix; one writer puts total keys; figures are for total*W delivered
             // events, latency is put-to-delivery of the last watcher (as peer-bench measures it).
+            // Unlike peer-bench, which waits forever when a put fails, the run ends once every
+            // written key has reached every watcher (or 30 s after the last put), and each failed put
+            // and each event a watcher missed or could not read counts as an error.
             let prefix = "watch-bench-\(UInt64(Date().timeIntervalSince1970 * 1e9))/"
             let prefixLength = prefix.utf8.count
             let clock = ContinuousClock()
@@ -288,8 +292,10 @@ func benchmark() async -> String {
             let counts = Shared([Int](repeating: 0, count: total))
             let got = Latencies(count: total)
             let ready = Counter()
+            let delivered = Counter()
+            let unreadable = Counter()
             let writes = total
-            let start: ContinuousClock.Instant = await withTaskGroup(of: Void.self) { watchGroup in
+            let (start, failedPuts): (ContinuousClock.Instant, Int) = await withTaskGroup(of: Void.self) { watchGroup in
                 for w in 0..<watchers {
                     let client = runningClients[w % runningClients.count]
                     watchGroup.addTask(executorPreference: preference(client)) {
@@ -300,14 +306,20 @@ func benchmark() async -> String {
                             for try await response in responses {
                                 let now = clock.now
                                 for event in response.events {
+                                    seen += 1
                                     // By UTF-8 offset: String.count and dropFirst walk characters.
-                                    let i = Int(Substring(event.kv.keyString.utf8.dropFirst(prefixLength))) ?? 0
+                                    guard let i = Int(Substring(event.kv.keyString.utf8.dropFirst(prefixLength))),
+                                        (0..<writes).contains(i)
+                                    else {
+                                        _ = unreadable.next()
+                                        continue
+                                    }
+                                    _ = delivered.next()
                                     let complete = counts.withLock { counts -> Bool in
                                         counts[i] += 1
                                         return counts[i] == watchers
                                     }
                                     if complete { got.set(i, milliseconds(now - sent.withLock { $0[i] })) }
-                                    seen += 1
                                 }
                                 if seen >= writes { return }
                             }
@@ -321,20 +333,34 @@ func benchmark() async -> String {
                     try? await Task.sleep(for: .milliseconds(1))
                 }
                 let start = clock.now
-                errors = await withTaskExecutorPreference(preference(runningClients[0])) {
-                    var errors = 0
+                let failed = await withTaskExecutorPreference(preference(runningClients[0])) {
+                    var failed = 0
                     for i in 0..<writes {
                         let now = clock.now
                         sent.withLock { $0[i] = now }
-                        do { try await runningClients[0].put("\(prefix)\(i)", value: value) } catch { errors += 1 }
+                        do { try await runningClients[0].put("\(prefix)\(i)", value: value) } catch { failed += 1 }
                     }
-                    return errors
+                    return failed
+                }
+                if failed > 0 {
+                    // The watchers wait for every key; those that failed never come.
+                    let expected = (writes - failed) * watchers
+                    let deliveredBy = clock.now + .seconds(30)
+                    while delivered.count < expected && clock.now < deliveredBy {
+                        try? await Task.sleep(for: .milliseconds(1))
+                    }
+                    watchGroup.cancelAll()
                 }
                 await watchGroup.waitForAll()
-                return start
+                return (start, failed)
             }
             elapsed = clock.now - start
-            latencies = got.sorted
+            // Events missed: of the keys written, those a watcher did not receive.
+            let missed = max(0, (writes - failedPuts) * watchers - delivered.count)
+            errors = failedPuts + missed + unreadable.count
+            // Only keys every watcher received have a latency.
+            let complete = counts.withLock { $0 }
+            latencies = zip(got.unsorted, complete).filter { $1 == watchers }.map(\.0).sorted()
             total = total * watchers
         default:
             fail("unknown command \"\(command)\"")

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Etcd
 import EtcdTesting
 import Foundation
 import Testing
@@ -66,6 +67,31 @@ struct BenchmarkTests {
             // The put workload's keys are there with its value.
             let keys = try cluster.etcdctl(["get", "--prefix", "--keys-only", "0"])
             #expect(!keys.isEmpty)
+        }
+    }
+
+    @Test(
+        "watch: puts the server refuses (its space quota is full) count as errors, and the run still ends with the latencies of the keys every watcher received"
+    )
+    func watchWithFailedPuts() async throws {
+        // 256 KiB of space holds a few hundred of the 1 KiB values; etcd refuses the rest (NOSPACE),
+        // so the watchers never see those keys.
+        let test = EtcdTestCluster.Configuration(members: 1, extraArguments: ["--quota-backend-bytes", "262144"])
+        try await withEtcdTestCluster(test) { cluster in
+            let (status, output) = try await self.run([
+                "--endpoints", cluster.clientEndpoints[0], "watch", "--watchers", "2", "--total", "1000", "--val-size",
+                "1024",
+            ])
+            #expect(status == 0, "\(output)")
+            let result = try self.json(output)
+            #expect(result["total"] as? Int == 2000)
+            let written = try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { client in
+                Int(try await client.get("watch-bench-", options: [.prefix, .countOnly]).count)
+            }
+            #expect(written > 0 && written < 1000, "\(written) keys written")
+            // Every refused put is an error; every written key reached both watchers.
+            #expect(result["errors"] as? Int == 1000 - written)
+            #expect((result["p50_ms"] as? Double ?? 0) > 0)
         }
     }
 
