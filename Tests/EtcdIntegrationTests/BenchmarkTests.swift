@@ -89,8 +89,9 @@ struct BenchmarkTests {
                 Int(try await client.get("watch-bench-", options: [.prefix, .countOnly]).count)
             }
             #expect(written > 0 && written < 1000, "\(written) keys written")
-            // Every refused put is an error; every written key reached both watchers.
-            #expect(result["errors"] as? Int == 1000 - written)
+            // Every refused put is an error. (A put that failed for another reason, such as a
+            // timeout on a loaded machine, may still have been written: it counts as an error too.)
+            #expect((result["errors"] as? Int ?? 0) >= 1000 - written)
             #expect((result["p50_ms"] as? Double ?? 0) > 0)
         }
     }
