@@ -149,6 +149,37 @@ struct MutexTests {
             #expect(await etcdErrorCode { _ = try await EtcdSession(client: client, ttl: 0) }?.code == .invalidArgument)
         }
     }
+
+    @Test(
+        "TestV3LeaseFailureOverlap: sessions opened and closed before, during and after a 2-member cluster loses quorum for a second all succeed, each within 15 s"
+    )
+    func sessionsAcrossQuorumLoss() async throws {
+        try await withEtcdTestCluster(.init(members: 2)) { cluster in
+            try await withEtcdClient(.init(endpoints: [cluster.members[0].clientEndpoint])) { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    // Five sessions at a time, each granted, kept alive and revoked; those started
+                    // without quorum wait for it (Go's test allows only a lost-connection timeout).
+                    let wave = { (group: inout ThrowingTaskGroup<Void, any Error>) in
+                        for _ in 0..<5 {
+                            group.addTask {
+                                try await within(.seconds(15), "a session to open and close") {
+                                    try await client.withSession { _ in }
+                                }
+                            }
+                        }
+                    }
+                    wave(&group)
+                    try await cluster.members[1].stop()
+                    wave(&group)
+                    try await Task.sleep(for: .seconds(1))  // the outage itself, as in Go's test
+                    wave(&group)
+                    try cluster.members[1].start()
+                    wave(&group)
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
 }
 
 @Suite("Concurrency: Election", .timeLimit(.minutes(3)))

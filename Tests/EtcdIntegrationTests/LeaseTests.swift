@@ -426,6 +426,43 @@ struct LeaseFaultTests {
     }
 
     @Test(
+        "TestLeaseRenewLostQuorum: a keepalive on a member that loses quorum for 2 s is renewed once the others are back, before its lease (TTL 4) ends"
+    )
+    func renewLostQuorum() async throws {
+        // Short raft timeouts, as in Go's integration clusters, so that the restarted members elect
+        // a leader well within the TTL.
+        var test = EtcdTestCluster.Configuration(members: 3)
+        test.heartbeatInterval = 50
+        test.electionTimeout = 500
+        try await withEtcdTestCluster(test) { cluster in
+            // The client knows only the member that stays up, as Go's test client does.
+            try await withEtcdClient(.init(endpoints: [cluster.members[0].clientEndpoint])) { client in
+                let lease = try await client.grant(ttl: 4)
+                try await client.keepAlive(lease.id) { responses in
+                    _ = try await within(.seconds(10), "the first renewal") { try await responses.first { _ in true } }
+                    let lastRenewal = ContinuousClock.now
+                    try await cluster.members[1].stop()
+                    try await cluster.members[2].stop()
+                    // The outage lasts TTL - 2 s from the last renewal, as in Go's test: the next
+                    // renewal (due after TTL/3) goes out while no leader can answer it.
+                    try await Task.sleep(until: lastRenewal + .seconds(2))
+                    try cluster.members[1].start()
+                    try cluster.members[2].start()
+                    // A lost lease ends the sequence with its error, which fails the test here.
+                    let renewal = try await within(.seconds(4), "a renewal once quorum is back") {
+                        try await responses.first { _ in true }
+                    }
+                    #expect(renewal?.ttl == 4)
+                    #expect(responses.lease.state != .lost)
+                    print(
+                        "lost quorum: renewed \(ContinuousClock.now - lastRenewal) after the last renewal before the outage"
+                    )
+                }
+            }
+        }
+    }
+
+    @Test(
         "3 members, no leader (leader killed, a follower cut off): the keepalive stream, refused with noLeader, is tried again at least every half second, and renewals resume once a leader is elected"
     )
     func reopenWhileLeaderless() async throws {
