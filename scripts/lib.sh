@@ -42,6 +42,13 @@ any_etcd() {
     debian_etcd
 }
 
+# The first line of `etcd --version` ("etcd Version: 3.4.23"). All of its output is read: `| head -1`
+# can end the pipe while etcd still writes, and under `set -o pipefail` etcd's SIGPIPE (status 141)
+# then fails the command (it ended one benchmark refresh after its last run).
+etcd_version() {
+    "$1" --version | sed -n 1p
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
