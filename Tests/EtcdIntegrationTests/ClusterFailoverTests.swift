@@ -55,10 +55,7 @@ struct ClusterFailoverTests {
         "keepalive finds a black-holed endpoint within its timeout; it is left until a probe finds it answering (no call waits on it meanwhile), then serves again"
     )
     func blackholedEndpointProbed() async throws {
-        var test = EtcdTestCluster.Configuration(members: 3)
-        test.heartbeatInterval = 50
-        test.electionTimeout = 500
-        try await withEtcdTestCluster(test) { cluster in
+        try await withEtcdTestCluster(quickElectingCluster(members: 3)) { cluster in
             try await withEtcdTestBridges(for: cluster) { bridges in
                 var configuration = EtcdClient.Configuration(endpoints: [bridges[0].endpoint, bridges[1].endpoint])
                 configuration.dialTimeout = .seconds(2)

@@ -429,12 +429,8 @@ struct LeaseFaultTests {
         "TestLeaseRenewLostQuorum: a keepalive on a member that loses quorum for 2 s is renewed once the others are back, before its lease (TTL 4) ends"
     )
     func renewLostQuorum() async throws {
-        // Short raft timeouts, as in Go's integration clusters, so that the restarted members elect
-        // a leader well within the TTL.
-        var test = EtcdTestCluster.Configuration(members: 3)
-        test.heartbeatInterval = 50
-        test.electionTimeout = 500
-        try await withEtcdTestCluster(test) { cluster in
+        // Short raft timeouts, so that the restarted members elect a leader well within the TTL.
+        try await withEtcdTestCluster(quickElectingCluster(members: 3)) { cluster in
             // The client knows only the member that stays up, as Go's test client does.
             try await withEtcdClient(.init(endpoints: [cluster.members[0].clientEndpoint])) { client in
                 let lease = try await client.grant(ttl: 4)

@@ -21,6 +21,15 @@ func withEtcd<Result: Sendable>(
     }
 }
 
+/// A test cluster of `members` with short raft timeouts (heartbeat 50 ms, election 500 ms), as in Go's
+/// integration clusters, for tests that wait for an election.
+func quickElectingCluster(members: Int) -> EtcdTestCluster.Configuration {
+    var configuration = EtcdTestCluster.Configuration(members: members)
+    configuration.heartbeatInterval = 50
+    configuration.electionTimeout = 500
+    return configuration
+}
+
 /// The code of an ``EtcdClientError`` thrown by `body`, or `nil` if it succeeded or threw something else.
 func etcdErrorCode(_ body: () async throws -> Void) async -> EtcdClientError? {
     do {
