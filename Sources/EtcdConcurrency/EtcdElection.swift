@@ -45,7 +45,7 @@ public final class EtcdElection: Sendable {
 
     /// Campaigns with `value` and returns once this candidate leads.
     ///
-    /// - Throws: ``EtcdClientError`` `sessionExpired` when the session is lost before winning; the
+    /// - Throws: `EtcdClientError` `sessionExpired` when the session is lost before winning; the
     ///   request errors. When the calling task is cancelled, the candidacy is withdrawn and
     ///   `CancellationError` is thrown.
     public func campaign(_ value: some EtcdBytes) async throws {
@@ -90,7 +90,7 @@ public final class EtcdElection: Sendable {
 
     /// Changes the leader's value without a new election.
     ///
-    /// - Throws: ``EtcdClientError`` `electionNotLeader` when this candidate does not lead.
+    /// - Throws: `EtcdClientError` `electionNotLeader` when this candidate does not lead.
     public func proclaim(_ value: some EtcdBytes) async throws {
         guard let key = self.key else {
             throw EtcdClientError(code: .electionNotLeader, message: "election: not leader (\(self.prefix))")
@@ -122,7 +122,7 @@ public final class EtcdElection: Sendable {
 
     /// The current leader's key and value.
     ///
-    /// - Throws: ``EtcdClientError`` `electionNoLeader` when nobody campaigns.
+    /// - Throws: `EtcdClientError` `electionNoLeader` when nobody campaigns.
     public func leader() async throws -> EtcdKeyValue {
         let response = try await self.session.client.get(self.prefix, options: .firstCreate)
         guard let leader = response.kvs.first else {

@@ -34,7 +34,7 @@ public struct EtcdElectionService: Sendable {
 
     /// Changes the leader's value.
     ///
-    /// - Throws: ``EtcdClientError`` `electionNotLeader` when `leader` no longer leads.
+    /// - Throws: `EtcdClientError` `electionNotLeader` when `leader` no longer leads.
     public func proclaim(_ leader: EtcdLeaderKey, value: some EtcdBytes) async throws {
         var request = V3electionpb_ProclaimRequest()
         request.leader = leader.proto
@@ -48,7 +48,7 @@ public struct EtcdElectionService: Sendable {
 
     /// The current leader of election `name`.
     ///
-    /// - Throws: ``EtcdClientError`` `electionNoLeader` when nobody campaigns.
+    /// - Throws: `EtcdClientError` `electionNoLeader` when nobody campaigns.
     public func leader(_ name: some EtcdBytes) async throws -> EtcdKeyValue {
         var request = V3electionpb_LeaderRequest()
         request.name = name.etcdData

@@ -6,7 +6,7 @@ import GRPCCore
 
 /// etcd's server-side Lock service (v3lock): the server runs the ``EtcdMutex`` algorithm for you.
 ///
-/// The lock is held for as long as `lease` lives: keep it alive (``EtcdClient/keepAlive(_:isolation:_:)``
+/// The lock is held for as long as `lease` lives: keep it alive (`EtcdClient.keepAlive(_:isolation:_:)`
 /// or ``EtcdSession``) and unlock with the returned key. The key layout is the same as
 /// ``EtcdMutex``'s, so both exclude each other on one name.
 public struct EtcdLockService: Sendable {
@@ -22,7 +22,7 @@ public struct EtcdLockService: Sendable {
     ///
     /// Cancelling the waiting task withdraws from the queue on the server.
     ///
-    /// - Throws: ``EtcdClientError`` `leaseNotFound` for an unknown lease; `emptyKey` for an empty name.
+    /// - Throws: `EtcdClientError` `leaseNotFound` for an unknown lease; `emptyKey` for an empty name.
     public func lock(_ name: some EtcdBytes, lease: Int64) async throws -> EtcdServerLock {
         var request = V3lockpb_LockRequest()
         request.name = name.etcdData

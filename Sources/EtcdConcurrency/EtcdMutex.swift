@@ -53,7 +53,7 @@ public final class EtcdMutex: Sendable {
 
     /// Waits until the lock is held.
     ///
-    /// - Throws: ``EtcdClientError`` `sessionExpired` when the session is lost before the lock is
+    /// - Throws: `EtcdClientError` `sessionExpired` when the session is lost before the lock is
     ///   taken; the request errors. On any error, and on cancellation (`CancellationError`), this
     ///   contender's key is removed so it does not hold up others.
     public func lock() async throws {
@@ -86,7 +86,7 @@ public final class EtcdMutex: Sendable {
 
     /// Takes the lock if it is free, without waiting (etcd 3.5's `TryLock`).
     ///
-    /// - Throws: ``EtcdClientError`` `locked` when another session holds it (this contender's key
+    /// - Throws: `EtcdClientError` `locked` when another session holds it (this contender's key
     ///   is removed again).
     public func tryLock() async throws {
         let (response, ownerRevision) = try await self.tryAcquire()

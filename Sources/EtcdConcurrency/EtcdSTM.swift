@@ -26,7 +26,7 @@ public struct EtcdSTMIsolation: Sendable, Hashable, CustomStringConvertible {
 /// The view of etcd a software transaction's function works on: reads go to etcd (and are
 /// remembered), writes are buffered until the commit.
 ///
-/// Used only inside ``Etcd/EtcdClient/runSTM(isolationLevel:prefetch:isolation:_:)``'s function, which may run
+/// Used only inside `EtcdClient.runSTM(isolationLevel:prefetch:isolation:_:)`'s function, which may run
 /// several times.
 public final class EtcdSTM {
     let client: EtcdClient

@@ -26,7 +26,7 @@ public final class EtcdSession: Sendable {
     ///   - ttl: the lease's time to live in seconds; the session is lost this long after its
     ///     process stops renewing.
     ///   - leaseID: an existing lease to use instead of granting one (Go's `WithLease`).
-    /// - Throws: ``EtcdClientError``: `invalidArgument` for a TTL that is not positive; the grant's errors.
+    /// - Throws: `EtcdClientError`: `invalidArgument` for a TTL that is not positive; the grant's errors.
     public init(client: EtcdClient, ttl: Int64 = EtcdSession.defaultTTL, leaseID: Int64? = nil) async throws {
         guard ttl > 0 else {
             throw EtcdClientError(code: .invalidArgument, message: "a session's TTL must be positive, got \(ttl)")

@@ -55,7 +55,7 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
     ///   - isSecret: which configuration keys (in etcd's form, without the prefix, such as
     ///     `db/password`) hold secrets, so access logs redact them.
     ///   - logger: where the provider says when it reads the prefix again after a compaction; silent by default.
-    /// - Throws: ``EtcdClientError`` when the prefix cannot be read.
+    /// - Throws: `EtcdClientError` when the prefix cannot be read.
     public init(
         client: EtcdClient,
         prefix: String,
@@ -154,7 +154,7 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
     /// Follows the prefix until cancelled or graceful shutdown, applying each change and telling
     /// the keys' and snapshots' watchers.
     ///
-    /// - Throws: ``EtcdClientError`` when the watch fails for another reason than compaction
+    /// - Throws: `EtcdClientError` when the watch fails for another reason than compaction
     ///   (permission denied, for example).
     public func run() async throws {
         try await cancelWhenGracefulShutdown {

@@ -78,7 +78,7 @@ public struct EtcdEndpointManager: Sendable {
 
     /// A manager for the service `target`.
     ///
-    /// - Throws: ``EtcdClientError`` `invalidArgument` for an empty target.
+    /// - Throws: `EtcdClientError` `invalidArgument` for an empty target.
     public init(client: EtcdClient, target: String) throws(EtcdClientError) {
         guard !target.isEmpty else {
             throw EtcdClientError(
@@ -93,7 +93,7 @@ public struct EtcdEndpointManager: Sendable {
 
     /// Adds (or replaces) an endpoint under `key` (default: ``key(for:)``), attached to `lease` if given.
     ///
-    /// - Throws: ``EtcdClientError`` `invalidArgument` when the key is not under `target/`;
+    /// - Throws: `EtcdClientError` `invalidArgument` when the key is not under `target/`;
     ///   `leaseNotFound` for an unknown lease.
     public func add(_ endpoint: EtcdServiceEndpoint, key: String? = nil, lease: Int64? = nil) async throws {
         let key = key ?? self.key(for: endpoint)

@@ -16,7 +16,7 @@ public struct EtcdResolvableTarget: ResolvableTarget, Sendable, Hashable {
 
     /// Parses Go's target URI: `etcd:///services/billing` names the target `services/billing`.
     ///
-    /// - Throws: ``EtcdClientError`` `invalidArgument` for another scheme, an authority, or an empty target.
+    /// - Throws: `EtcdClientError` `invalidArgument` for another scheme, an authority, or an empty target.
     public init(uri: String) throws(EtcdClientError) {
         guard uri.hasPrefix("etcd:///") else {
             throw EtcdClientError(

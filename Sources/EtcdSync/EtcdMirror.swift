@@ -31,7 +31,7 @@ public struct EtcdSyncer: Sendable {
     /// Reads every key under the prefix at `revision` (0: the current one) in pages of `pageSize`
     /// keys, calling `body` for each page in key order, and returns the revision read.
     ///
-    /// - Throws: ``EtcdClientError`` `compacted` when the revision is no longer available; whatever
+    /// - Throws: `EtcdClientError` `compacted` when the revision is no longer available; whatever
     ///   `body` throws.
     public func syncBase(
         revision: Int64 = 0,
@@ -56,7 +56,7 @@ public struct EtcdSyncer: Sendable {
     }
 
     /// Watches the prefix from the revision after `revision` for the duration of `body`; see
-    /// ``EtcdClient/watch(_:options:isolation:_:)``.
+    /// `EtcdClient.watch(_:options:isolation:_:)`.
     public func syncUpdates<Result: Sendable>(
         after revision: Int64,
         options: EtcdWatchOptions = [],
@@ -109,7 +109,7 @@ public struct EtcdMirror: Sendable {
     ///
     /// `progress` is called after the base copy and after each applied revision.
     ///
-    /// - Throws: ``EtcdClientError``: `compacted` when the source compacted revisions the mirror had
+    /// - Throws: `EtcdClientError`: `compacted` when the source compacted revisions the mirror had
     ///   not applied yet (start a new mirror: the base copy overwrites, but keys deleted meanwhile stay
     ///   in the destination); errors of the destination's writes. `CancellationError` when cancelled.
     public func run(progress: @Sendable (Progress) -> Void = { _ in }) async throws {

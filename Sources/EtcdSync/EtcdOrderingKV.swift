@@ -57,7 +57,7 @@ public final class EtcdOrderingKV: Sendable {
     /// The highest revision seen so far.
     public var revision: Int64 { self.highest.load(ordering: .acquiring) }
 
-    /// Reads like ``EtcdClient/get(_:options:)``, never older than a revision seen before.
+    /// Reads like `EtcdClient.get(_:options:)`, never older than a revision seen before.
     public func get(_ key: some EtcdBytes, options: EtcdGetOptions = []) async throws -> EtcdGetResponse {
         try await self.ordered {
             try await self.client.get(key, options: options)
@@ -66,7 +66,7 @@ public final class EtcdOrderingKV: Sendable {
         }
     }
 
-    /// Runs a transaction like ``EtcdClient/txn(if:then:else:)``; a read-only transaction answered
+    /// Runs a transaction like `EtcdClient.txn(if:then:else:)`; a read-only transaction answered
     /// from an older revision is retried like a get.
     @discardableResult
     public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
@@ -89,7 +89,7 @@ public final class EtcdOrderingKV: Sendable {
         return response
     }
 
-    /// Deletes like ``EtcdClient/delete(_:options:)`` and remembers the revision.
+    /// Deletes like `EtcdClient.delete(_:options:)` and remembers the revision.
     @discardableResult
     public func delete(_ key: some EtcdBytes, options: EtcdDeleteOptions = []) async throws -> EtcdDeleteResponse {
         let response = try await self.client.delete(key, options: options)

@@ -67,7 +67,7 @@ public final class EtcdWatchCache: Service, Sendable {
     /// Without `linearizable`, the answer is the cache's state now, at ``Read/revision``, which may
     /// be behind etcd. With it, the answer reflects every write acknowledged before the call.
     ///
-    /// - Throws: ``EtcdClientError`` `invalidArgument` for a key outside the cached prefix; for a
+    /// - Throws: `EtcdClientError` `invalidArgument` for a key outside the cached prefix; for a
     ///   linearizable read, the error of the revision check, or `deadlineExceeded` when the cache does
     ///   not catch up within the client's dial timeout.
     public func get(_ key: some EtcdBytes, prefix: Bool = false, linearizable: Bool = false) async throws -> Read {
@@ -111,7 +111,7 @@ public final class EtcdWatchCache: Service, Sendable {
     /// (Progress notifications would be cheaper, but etcd before 3.4.25 and 3.5.8 sends them to
     /// watches that have not caught up yet, which would make a stale read look current.)
     ///
-    /// - Throws: ``EtcdClientError`` `deadlineExceeded` when the cache does not catch up within the
+    /// - Throws: `EtcdClientError` `deadlineExceeded` when the cache does not catch up within the
     ///   client's dial timeout (is ``run()`` running?); the errors of the two reads.
     public func waitForRevision(_ revision: Int64) async throws {
         let limit = ContinuousClock.now + self.client.configuration.dialTimeout
@@ -197,7 +197,7 @@ public final class EtcdWatchCache: Service, Sendable {
 
     /// Follows the prefix until cancelled or graceful shutdown.
     ///
-    /// - Throws: ``EtcdClientError`` when the watch fails for another reason than compaction.
+    /// - Throws: `EtcdClientError` when the watch fails for another reason than compaction.
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while true {

@@ -31,7 +31,7 @@ public final class EtcdTestCluster: Sendable {
         public var electionTimeout: Int
         /// Serve clients over TLS with certificates made by ``EtcdTestCertificates``; peers stay plaintext.
         public var tls: TLS?
-        /// A snapshot file (from ``EtcdClient/snapshot(to:endpoint:progress:)`` or `etcdctl snapshot
+        /// A snapshot file (from `EtcdClient.snapshot(to:endpoint:progress:)` or `etcdctl snapshot
         /// save`) every member starts from, restored with the `etcdutl` (or, before 3.5, `etcdctl`)
         /// beside the etcd binary.
         public var restoreSnapshot: String?
@@ -280,7 +280,7 @@ public final class EtcdTestCluster: Sendable {
     }
 
     /// Makes (without starting) a member that joins this running cluster: add it first with
-    /// ``EtcdClient/memberAdd(peerURLs:isLearner:)`` using its ``EtcdTestMember/peerURL``, then
+    /// `EtcdClient.memberAdd(peerURLs:isLearner:)` using its ``EtcdTestMember/peerURL``, then
     /// ``EtcdTestMember/start()`` it. It is removed with the cluster.
     public func makeJoiningMember() throws -> EtcdTestMember {
         let ports = try FreePorts.allocate(2)

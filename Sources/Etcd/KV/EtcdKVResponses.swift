@@ -76,9 +76,13 @@ public struct EtcdTxnResponse: Sendable {
 
 /// The result of one ``EtcdOp``, from ``EtcdClient/do(_:)`` or inside a transaction.
 public enum EtcdOpResponse: Sendable {
+    /// The answer to an ``EtcdOp/get(_:options:)``.
     case get(EtcdGetResponse)
+    /// The answer to an ``EtcdOp/put(_:value:options:)``.
     case put(EtcdPutResponse)
+    /// The answer to an ``EtcdOp/delete(_:options:)``.
     case delete(EtcdDeleteResponse)
+    /// The answer to a nested ``EtcdOp/txn(if:then:else:)``.
     case txn(EtcdTxnResponse)
 
     package init?(_ proto: Etcdserverpb_ResponseOp) {

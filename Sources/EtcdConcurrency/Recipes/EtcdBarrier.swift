@@ -17,7 +17,7 @@ public struct EtcdBarrier: Sendable {
 
     /// Raises the barrier.
     ///
-    /// - Throws: ``EtcdClientError`` `keyExists` when it is already raised.
+    /// - Throws: `EtcdClientError` `keyExists` when it is already raised.
     public func hold() async throws {
         _ = try await RecipeKeys.putNew(self.client, key: self.key, value: "")
     }

@@ -25,7 +25,7 @@ public final class EtcdDoubleBarrier: Sendable {
 
     /// Enters, and waits until `count` participants have entered.
     ///
-    /// - Throws: ``EtcdClientError`` `tooManyClients` when `count` participants are already in.
+    /// - Throws: `EtcdClientError` `tooManyClients` when `count` participants are already in.
     public func enter() async throws {
         let client = self.session.client
         let waiters = self.key + "/waiters"
