@@ -71,7 +71,8 @@ try await withEtcdClient(observed) { client in
     let led = try await withEtcdRequireLeader { try await client.get("tour/greeting") }
     print("read with a leader: \(led.kvs.first?.valueString ?? "?")")
 
-    // Watches: the closure starts once the watch exists; leaving it cancels the watch.
+    // Watches: the closure starts once the watch exists; leaving it cancels the watch. The loop reads
+    // on the caller's actor (here the main actor) without leaving it for each response.
     try await client.watch("tour/", options: [.prefix, .prevKV]) { responses in
         try await client.put("tour/greeting", value: "hello, watcher")
         for try await response in responses {

@@ -13,7 +13,9 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
         var items: [Element] = []
         var head = 0
         var end: Result<Void, any Error>?
-        var waiter: CheckedContinuation<Element?, any Error>?
+        /// The consumer waiting in ``next()``. Whoever takes it out under the lock resumes it, so it
+        /// is resumed exactly once (an unsafe continuation: a checked one costs an allocation per wait).
+        var waiter: UnsafeContinuation<Element?, any Error>?
         var suspended = false
     }
     private let state = Mutex(State())
@@ -29,7 +31,7 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
     /// Hands a response to the consumer; returns `false` when the buffer is now full and the watch must be suspended.
     func push(_ response: Element) -> Bool {
         let (waiter, full) = self.state.withLock {
-            state -> (CheckedContinuation<Element?, any Error>?, Bool) in
+            state -> (UnsafeContinuation<Element?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -46,7 +48,7 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
 
     /// Ends the sequence after the buffered responses: normally, or with `error`.
     func finish(throwing error: (any Error)? = nil) {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Element?, any Error>? in
+        let waiter = self.state.withLock { state -> UnsafeContinuation<Element?, any Error>? in
             guard state.end == nil else { return nil }
             state.end = error.map { .failure($0) } ?? .success(())
             defer { state.waiter = nil }
@@ -63,7 +65,11 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
         case wait
     }
 
-    func next() async throws -> Element? {
+    /// The next response, waiting for one if none is buffered; nil once the sequence has ended.
+    ///
+    /// It runs on the caller's executor: a consumer on an actor takes buffered responses without
+    /// leaving the actor, and one that waited is resumed straight onto it.
+    nonisolated(nonsending) func next() async throws -> Element? {
         let step = self.state.withLock { state -> Step in
             if state.head < state.items.count {
                 let item = state.items[state.head]
@@ -97,7 +103,7 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
         }
         try Task.checkCancellation()
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
+            try await withUnsafeThrowingContinuation { continuation in
                 let immediate = self.state.withLock { state -> Result<Element?, any Error>? in
                     if state.head < state.items.count {
                         // Raced with a push: take it now.

@@ -198,12 +198,18 @@ public struct EtcdEndpointUpdates: AsyncSequence, Sendable {
         var initial: [EtcdEndpointUpdate]?
         var responses: EtcdWatchResponses.AsyncIterator
 
+        /// The next batch of changes, waiting for one; nil when the watch has ended.
         public mutating func next() async throws -> [EtcdEndpointUpdate]? {
+            try await self.next(isolation: nil)
+        }
+
+        /// The next batch of changes, read on `actor` (what `for try await` passes) without leaving it.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [EtcdEndpointUpdate]? {
             if let initial = self.initial {
                 self.initial = nil
                 return initial
             }
-            while let response = try await self.responses.next() {
+            while let response = try await self.responses.next(isolation: actor) {
                 let updates = response.events.compactMap { event -> EtcdEndpointUpdate? in
                     if event.type == .delete {
                         return EtcdEndpointUpdate(operation: .delete, key: event.kv.keyString, endpoint: nil)
@@ -231,13 +237,22 @@ public struct EtcdEndpointLists: AsyncSequence, Sendable {
         var current: [String: EtcdServiceEndpoint] = [:]
         var first = true
 
+        /// The endpoint list after the next change, waiting for one; nil when the watch has ended.
         public mutating func next() async throws -> [String: EtcdServiceEndpoint]? {
+            try await self.next(isolation: nil)
+        }
+
+        /// The endpoint list after the next change, read on `actor` (what `for try await` passes)
+        /// without leaving it.
+        public mutating func next(
+            isolation actor: isolated (any Actor)?
+        ) async throws -> [String: EtcdServiceEndpoint]? {
             if self.first {
                 self.first = false
                 // With no endpoints yet there is no initial batch: the empty list is the first answer.
                 if self.updates.initial == nil { return [:] }
             }
-            guard let batch = try await self.updates.next() else { return nil }
+            guard let batch = try await self.updates.next(isolation: actor) else { return nil }
             for update in batch {
                 switch update.operation {
                 case .add: self.current[update.key] = update.endpoint

@@ -21,7 +21,16 @@ public struct EtcdLeaseKeepAliveResponses: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         let buffer: ResponseBuffer<EtcdLeaseKeepAliveResponse>
 
+        /// The next acknowledged renewal, waiting for one if none has arrived; nil when the sequence has ended.
         public mutating func next() async throws -> EtcdLeaseKeepAliveResponse? {
+            try await self.next(isolation: nil)
+        }
+
+        /// The next acknowledged renewal, read on `actor` (what `for try await` passes): a consumer on
+        /// an actor does not leave it to read renewals that have already arrived.
+        public mutating func next(
+            isolation actor: isolated (any Actor)?
+        ) async throws -> EtcdLeaseKeepAliveResponse? {
             try await self.buffer.next()
         }
     }

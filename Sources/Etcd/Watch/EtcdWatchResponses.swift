@@ -21,7 +21,14 @@ public struct EtcdWatchResponses: AsyncSequence, Sendable {
         let buffer: ResponseBuffer<EtcdWatchResponse>
         let transform: (@Sendable (EtcdWatchResponse) -> EtcdWatchResponse)?
 
+        /// The next response, waiting for one if none has arrived; nil when the watch has ended.
         public mutating func next() async throws -> EtcdWatchResponse? {
+            try await self.next(isolation: nil)
+        }
+
+        /// The next response, read on `actor` (what `for try await` passes): a consumer on an actor
+        /// does not leave it to read responses that have already arrived.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> EtcdWatchResponse? {
             guard let response = try await self.buffer.next() else { return nil }
             return self.transform?(response) ?? response
         }

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+import Dispatch
+import EtcdAPI
+import FoundationEssentials
+import Synchronization
+import Testing
+
+@testable import Etcd
+@testable import EtcdDiscovery
+
+/// The library's response sequences read on the consumer's actor: an actor reading responses that
+/// have already arrived does not leave it (and come back through its executor) for each one.
+@Suite("Response sequences keep the consumer's isolation", .timeLimit(.minutes(1)))
+struct SequenceIsolationTests {
+    static let count = 50
+
+    @Test("watch responses")
+    func watchResponses() async throws {
+        let buffer = ResponseBuffer<EtcdWatchResponse>(limit: nil)
+        for _ in 0..<Self.count { _ = buffer.push(Self.watchResponse(events: [])) }
+        buffer.finish()
+        let (read, hops) = try await CountingReader().readAll(EtcdWatchResponses(buffer: buffer, transform: nil))
+        #expect(read == Self.count)
+        #expect(hops == 0, "the reader left its actor and came back \(hops) times")
+    }
+
+    @Test("lease keepalive responses")
+    func keepAliveResponses() async throws {
+        let buffer = ResponseBuffer<EtcdLeaseKeepAliveResponse>(limit: nil)
+        var proto = Etcdserverpb_LeaseKeepAliveResponse()
+        proto.id = 7
+        proto.ttl = 60
+        for _ in 0..<Self.count { _ = buffer.push(EtcdLeaseKeepAliveResponse(proto)) }
+        buffer.finish()
+        let lease = EtcdLease(id: 7, ttl: 60, since: .now, unknownTTLDeadline: .seconds(60))
+        let (read, hops) = try await CountingReader().readAll(EtcdLeaseKeepAliveResponses(lease: lease, buffer: buffer))
+        #expect(read == Self.count)
+        #expect(hops == 0, "the reader left its actor and came back \(hops) times")
+    }
+
+    @Test("endpoint updates and endpoint lists")
+    func endpointSequences() async throws {
+        func responses() -> EtcdWatchResponses {
+            let buffer = ResponseBuffer<EtcdWatchResponse>(limit: nil)
+            for index in 0..<Self.count {
+                var event = Mvccpb_Event()
+                event.kv.key = Data("service/\(index)".utf8)
+                event.kv.value = EtcdServiceEndpoint(address: "10.0.0.\(index):80").encoded
+                _ = buffer.push(Self.watchResponse(events: [event]))
+            }
+            buffer.finish()
+            return EtcdWatchResponses(buffer: buffer, transform: nil)
+        }
+        let updates = EtcdEndpointUpdates(initial: [], responses: responses())
+        let (readUpdates, updateHops) = try await CountingReader().readAll(updates)
+        #expect(readUpdates == Self.count)
+        #expect(updateHops == 0, "the reader left its actor and came back \(updateHops) times")
+
+        let lists = EtcdEndpointLists(updates: EtcdEndpointUpdates(initial: [], responses: responses()))
+        let (readLists, listHops) = try await CountingReader().readAll(lists)
+        // The empty list first (there was no initial batch), then one list per change.
+        #expect(readLists == Self.count + 1)
+        #expect(listHops == 0, "the reader left its actor and came back \(listHops) times")
+    }
+
+    static func watchResponse(events: [Mvccpb_Event]) -> EtcdWatchResponse {
+        EtcdWatchResponse(header: Etcdserverpb_ResponseHeader(), events: events, created: false)
+    }
+}
+
+/// A serial executor that counts the jobs it is given: each is a task arriving on its actor, or
+/// coming back to it after an `await` left it.
+private final class CountingExecutor: SerialExecutor {
+    private let queue = DispatchQueue(label: "counting-executor")
+    let jobs = Atomic<Int>(0)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        self.jobs.add(1, ordering: .relaxed)
+        let job = UnownedJob(job)
+        self.queue.async { job.runSynchronously(on: self.asUnownedSerialExecutor()) }
+    }
+}
+
+private actor CountingReader {
+    private let executor = CountingExecutor()
+    nonisolated var unownedExecutor: UnownedSerialExecutor { self.executor.asUnownedSerialExecutor() }
+
+    /// Reads `sequence` to its end on this actor: how many elements, and how many times the task came
+    /// back to the actor through its executor meanwhile.
+    func readAll(_ sequence: some AsyncSequence & Sendable) async throws -> (read: Int, hops: Int) {
+        let before = self.executor.jobs.load(ordering: .relaxed)
+        var read = 0
+        for try await _ in sequence { read += 1 }
+        return (read, self.executor.jobs.load(ordering: .relaxed) - before)
+    }
+}
