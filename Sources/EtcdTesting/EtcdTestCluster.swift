@@ -319,6 +319,9 @@ public final class EtcdTestCluster: Sendable {
     /// Waits until every running member answers a status request with a known leader and the
     /// cluster serves a linearizable read.
     ///
+    /// The answers at a member's port must be that member's: another process (another test's etcd)
+    /// may hold the port, and the member then exits instead of serving.
+    ///
     /// - Throws: ``EtcdTestingError`` with the members' last log lines when that does not happen in time
     ///   or a member's process exits.
     public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
@@ -336,11 +339,27 @@ public final class EtcdTestCluster: Sendable {
                 }
                 do {
                     try await withEtcdTimeout(.seconds(2)) {
+                        var statuses: [EtcdStatusResponse] = []
                         for member in running {
                             let status = try await client.status(endpoint: member.clientEndpoint)
                             if status.leader == 0 {
                                 throw EtcdTestingError("member \(member.name) has no leader yet")
                             }
+                            statuses.append(status)
+                        }
+                        // Another process can take a member's free port before the member binds it
+                        // (or while it is stopped); the member then fails to start, and the answers
+                        // at its port are another etcd's. Not healthy: the member's exit ends the wait.
+                        do {
+                            let list = try await client.memberList()
+                            let others = Self.membersAnsweredByOthers(running, statuses: statuses, list: list)
+                            if !others.isEmpty {
+                                throw EtcdTestingError(
+                                    "another etcd answers at the client port of \(others.map(\.name).joined(separator: ", "))"
+                                )
+                            }
+                        } catch let error as EtcdClientError where Self.authRefusals.contains(error.code) {
+                            // With auth enabled the list may be refused; the statuses stand.
                         }
                         do {
                             _ = try await client.get("swift-etcd-health-check")
@@ -357,6 +376,18 @@ public final class EtcdTestCluster: Sendable {
             }
             let logs = running.map { "--- \($0.name):\n\($0.logTail())" }.joined(separator: "\n")
             throw EtcdTestingError("the etcd cluster was not healthy within \(timeout) (\(lastProblem))\n\(logs)")
+        }
+    }
+
+    /// The members whose client port another etcd member answers: `statuses` are the answers at
+    /// each member's client port, in order, and `list` the cluster's member list. A member is itself
+    /// when the list names the answering member ID with the member's peer URL.
+    package static func membersAnsweredByOthers(
+        _ members: [EtcdTestMember], statuses: [EtcdStatusResponse], list: EtcdMemberListResponse
+    ) -> [EtcdTestMember] {
+        zip(members, statuses).compactMap { member, status in
+            let answering = list.members.first { $0.id == status.header.memberID }
+            return answering?.peerURLs.contains(member.peerURL) == true ? nil : member
         }
     }
 

@@ -110,6 +110,74 @@ struct EtcdTestingTests {
         }
     }
 
+    @Test("answers at a member's port from another cluster's etcd are not taken for that member's")
+    func answersFromAnotherCluster() async throws {
+        try await withEtcdTestCluster(.init(members: 1)) { ours in
+            try await withEtcdTestCluster(.init(members: 1)) { theirs in
+                let (ourStatus, ourList) = try await withEtcdClient(ours.clientConfiguration()) { client in
+                    (try await client.status(endpoint: ours.members[0].clientEndpoint), try await client.memberList())
+                }
+                let (theirStatus, theirList) = try await withEtcdClient(theirs.clientConfiguration()) { client in
+                    (try await client.status(endpoint: theirs.members[0].clientEndpoint), try await client.memberList())
+                }
+                #expect(
+                    EtcdTestCluster.membersAnsweredByOthers(ours.members, statuses: [ourStatus], list: ourList).isEmpty)
+                // As if their etcd held our member's port: its status and its member list.
+                let others = EtcdTestCluster.membersAnsweredByOthers(
+                    ours.members, statuses: [theirStatus], list: theirList)
+                #expect(others.map(\.name) == ["m0"])
+                // Their status against our list: an ID our cluster does not have.
+                #expect(
+                    EtcdTestCluster.membersAnsweredByOthers(ours.members, statuses: [theirStatus], list: ourList)
+                        .count == 1)
+            }
+        }
+    }
+
+    @Test("a member restarted while another etcd holds its client port is not reported healthy")
+    func restartOntoTakenPort() async throws {
+        try await withEtcdTestCluster(.init(members: 1)) { cluster in
+            let member = cluster.members[0]
+            try await member.stop()
+            // Another etcd on the member's client port; its peer port is the kernel's choice, and
+            // a single member never dials the peer URL it advertises.
+            let folder = FileManager.default.temporaryDirectory
+                .appendingPathComponent("swift-etcd-foreign-\(UUID().uuidString.prefix(8))").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let foreign = try EtcdTestProcess(
+                cluster.binary,
+                [
+                    "--name", "foreign", "--data-dir", "\(folder)/data",
+                    "--listen-client-urls", member.clientURL, "--advertise-client-urls", member.clientURL,
+                    "--listen-peer-urls", "http://127.0.0.1:0",
+                    "--initial-advertise-peer-urls", "http://127.0.0.1:1",
+                    "--initial-cluster", "foreign=http://127.0.0.1:1",
+                ],
+                output: .file("\(folder)/log")
+            )
+            defer {
+                foreign.send(SIGKILL)
+                _ = foreign.waitUntilExit()
+            }
+            let foreignServes = try await withEtcdClient(.init(endpoints: [member.clientEndpoint])) { client in
+                try await withEtcdTimeout(.seconds(20)) {
+                    while (try? await client.status(endpoint: member.clientEndpoint))?.leader ?? 0 == 0 {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    return true
+                }
+            }
+            #expect(foreignServes)
+            try member.start()
+            // The member cannot bind its port and exits; until then the foreign etcd answers there.
+            await #expect(throws: EtcdTestingError.self) {
+                try await cluster.waitUntilHealthy(timeout: .seconds(20))
+            }
+            #expect(!member.isRunning)
+        }
+    }
+
     @Test("the leader of a 3-member cluster is found, and a new one is elected when it dies")
     func leader() async throws {
         try await withEtcdTestCluster(.init(members: 3)) { cluster in
