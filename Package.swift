@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "EtcdTests",
             dependencies: [
-                "Etcd", "EtcdAPI", "EtcdDiscovery",
+                "Etcd", "EtcdAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

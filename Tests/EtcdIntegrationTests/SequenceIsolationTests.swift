@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Dispatch
 import EtcdAPI
+import EtcdTesting
 import FoundationEssentials
 import Synchronization
 import Testing
@@ -13,6 +14,17 @@ import Testing
 @Suite("Response sequences keep the consumer's isolation", .timeLimit(.minutes(1)))
 struct SequenceIsolationTests {
     static let count = 50
+
+    @Test("a watch on a real server, read on an actor after its writes were answered")
+    func watchOnServer() async throws {
+        try await withEtcd { _, client in
+            let (events, hops) = try await CountingReader().watchAfterPuts(client, count: 100)
+            #expect(events == 100)
+            // One response per put; only those still on their way when reading begins need a wait,
+            // and each wait one return to the actor.
+            #expect(hops < 10, "the reader left its actor and came back \(hops) times for 100 responses")
+        }
+    }
 
     @Test("watch responses")
     func watchResponses() async throws {
@@ -92,5 +104,21 @@ private actor CountingReader {
         var read = 0
         for try await _ in sequence { read += 1 }
         return (read, self.executor.jobs.load(ordering: .relaxed) - before)
+    }
+
+    /// Watches a prefix from this actor, puts `count` keys under it one by one (each its own
+    /// response), then reads their events: how many, and how many times the task came back to the
+    /// actor through its executor while reading.
+    func watchAfterPuts(_ client: EtcdClient, count: Int) async throws -> (events: Int, hops: Int) {
+        try await client.watch("isolation/", options: .prefix) { responses in
+            for index in 0..<count { try await client.put("isolation/\(index)", value: "v") }
+            let before = self.executor.jobs.load(ordering: .relaxed)
+            var events = 0
+            for try await response in responses {
+                events += response.events.count
+                if events >= count { break }
+            }
+            return (events, self.executor.jobs.load(ordering: .relaxed) - before)
+        }
     }
 }
