@@ -22,6 +22,9 @@
 // runs (NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor, an
 // application's choice that README describes), so plain tasks run on the loops the clients use.
 // Every worker checks on start that it runs where its mode says (exit 2 if not).
+// The watch workload ends at the latest ETCD_BENCH_WATCH_WAIT seconds (default 30) after its last
+// put; events still missing then count as errors. ETCD_BENCH_SILENT_WATCHERS=N (default 0) is a
+// self-test: its first N watchers watch a prefix nobody writes, as a watcher whose stream went silent.
 import Etcd
 import Foundation
 import NIOCore
@@ -116,6 +119,25 @@ let onClientExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_CLIENT_EX
 
 /// Whether NIO's event loops are Swift's global executor (`ETCD_BENCH_NIO_GLOBAL_EXECUTOR=1`).
 let onNIOGlobalExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_GLOBAL_EXECUTOR"] == "1"
+
+/// How long the watch workload waits after its last put for events still missing
+/// (`ETCD_BENCH_WATCH_WAIT`, seconds).
+let watchWait: Duration = {
+    guard let text = ProcessInfo.processInfo.environment["ETCD_BENCH_WATCH_WAIT"] else { return .seconds(30) }
+    guard let seconds = Double(text), seconds >= 0 else {
+        fail("ETCD_BENCH_WATCH_WAIT must be seconds, not \"\(text)\"")
+    }
+    return .milliseconds(Int64(seconds * 1000))
+}()
+
+/// Watchers of the watch workload that watch a prefix nobody writes (`ETCD_BENCH_SILENT_WATCHERS`).
+let silentWatchers: Int = {
+    guard let text = ProcessInfo.processInfo.environment["ETCD_BENCH_SILENT_WATCHERS"] else { return 0 }
+    guard let count = Int(text), count >= 0 else {
+        fail("ETCD_BENCH_SILENT_WATCHERS must be a count, not \"\(text)\"")
+    }
+    return count
+}()
 
 /// The executor a worker calling `client` prefers: its `taskExecutor`, or none (Swift's global executor).
 func preference(_ client: EtcdClient) -> (any TaskExecutor)? {
@@ -218,6 +240,8 @@ func benchmark() async -> String {
     guard ["put", "range", "txn", "watch", "lease", "watch-scale", "lease-scale"].contains(command) else {
         fail("unknown command \"\(command)\"")
     }
+    // The environment's settings are checked before anything connects.
+    _ = (watchWait, silentWatchers)
 
     var clients: [EtcdClient] = []
     for _ in 0..<max(conns, 1) {
@@ -283,9 +307,13 @@ func benchmark() async -> String {
             // W watchers on one prefix; one writer puts total keys; figures are for total*W delivered
             // events, latency is put-to-delivery of the last watcher (as peer-bench measures it).
             // Unlike peer-bench, which waits forever when a put fails, the run ends once every
-            // written key has reached every watcher (or 30 s after the last put), and each failed put
-            // and each event a watcher missed or could not read counts as an error.
-            let prefix = "watch-bench-\(UInt64(Date().timeIntervalSince1970 * 1e9))/"
+            // written key has reached every watcher, or `watchWait` after the last put (keys whose
+            // put failed never come; a watcher may go silent without an error). Each failed put and
+            // each event a watcher missed or could not read counts as an error.
+            let runID = UInt64(Date().timeIntervalSince1970 * 1e9)
+            let prefix = "watch-bench-\(runID)/"
+            // The self-test's silent watchers: nothing is written under this prefix.
+            let silentPrefix = "watch-bench-silent-\(runID)/"
             let prefixLength = prefix.utf8.count
             let clock = ContinuousClock()
             let sent = Shared([ContinuousClock.Instant](repeating: clock.now, count: total))
@@ -294,14 +322,15 @@ func benchmark() async -> String {
             let ready = Counter()
             let unreadable = Counter()
             // Events delivered so far, to all watchers together.
-            let delivered = { counts.withLock { $0.reduce(0, +) } }
+            let delivered = Counter()
             let writes = total
             let (start, failedPuts): (ContinuousClock.Instant, Int) = await withTaskGroup(of: Void.self) { watchGroup in
                 for w in 0..<watchers {
                     let client = runningClients[w % runningClients.count]
                     watchGroup.addTask(executorPreference: preference(client)) {
                         checkWorkerPlacement()
-                        try? await client.watch(prefix, options: .prefix) { responses in
+                        try? await client.watch(w < silentWatchers ? silentPrefix : prefix, options: .prefix) {
+                            responses in
                             _ = ready.next()
                             var seen = 0
                             for try await response in responses {
@@ -320,6 +349,7 @@ func benchmark() async -> String {
                                         return counts[i] == watchers
                                     }
                                     if complete { got.set(i, milliseconds(now - sent.withLock { $0[i] })) }
+                                    _ = delivered.next()
                                 }
                                 if seen >= writes { return }
                             }
@@ -342,21 +372,21 @@ func benchmark() async -> String {
                     }
                     return failed
                 }
-                if failed > 0 {
-                    // The watchers wait for every key; those that failed never come.
-                    let expected = (writes - failed) * watchers
-                    let deliveredBy = clock.now + .seconds(30)
-                    while delivered() < expected && clock.now < deliveredBy {
-                        try? await Task.sleep(for: .milliseconds(1))
-                    }
-                    watchGroup.cancelAll()
+                // Each watcher returns once it has seen every key. Keys whose put failed never come,
+                // and a watcher whose stream went silent sees no more: so the run waits for the
+                // events of the keys written, at most `watchWait`, then cancels those still waiting.
+                let expected = (writes - failed) * watchers
+                let deliveredBy = clock.now + watchWait
+                while delivered.count < expected && clock.now < deliveredBy {
+                    try? await Task.sleep(for: .milliseconds(1))
                 }
+                watchGroup.cancelAll()
                 await watchGroup.waitForAll()
                 return (start, failed)
             }
             elapsed = clock.now - start
             // Events missed: of the keys written, those a watcher did not receive.
-            let missed = max(0, (writes - failedPuts) * watchers - delivered())
+            let missed = max(0, (writes - failedPuts) * watchers - delivered.count)
             errors = failedPuts + missed + unreadable.count
             // Only keys every watcher received have a latency.
             let complete = counts.withLock { $0 }

@@ -96,6 +96,28 @@ struct BenchmarkTests {
         }
     }
 
+    @Test(
+        "watch: a watcher that goes silent while every put succeeds ends the run after the wait, its missed events counted as errors"
+    )
+    func watchWithSilentWatcher() async throws {
+        try await withEtcdTestCluster { cluster in
+            // The first of two watchers watches a prefix nobody writes: it never errs and never
+            // receives. Before the wait was bounded for every run, this run never ended.
+            let (status, output) = try await self.run(
+                ["--endpoints", cluster.clientEndpoints[0], "watch", "--watchers", "2", "--total", "50"],
+                environment: ["ETCD_BENCH_SILENT_WATCHERS": "1", "ETCD_BENCH_WATCH_WAIT": "2"])
+            #expect(status == 0, "\(output)")
+            let result = try self.json(output)
+            #expect(result["total"] as? Int == 100)
+            // Every put succeeded and reached the other watcher: the silent one's 50 are the errors.
+            #expect(result["errors"] as? Int == 50, "\(output)")
+            let written = try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { client in
+                Int(try await client.get("watch-bench-", options: [.prefix, .countOnly]).count)
+            }
+            #expect(written == 50)
+        }
+    }
+
     @Test("an unreachable server is counted as errors, not hidden; bad flags exit 2")
     func errors() async throws {
         // Nothing listens on port 1: every put fails after the dial timeout and is counted.
@@ -107,5 +129,8 @@ struct BenchmarkTests {
         let badFlag = try await self.run(["put", "--no-such-flag", "1"])
         #expect(badFlag.status == 2)
         #expect(badFlag.output.contains("flag provided but not defined"))
+        let badWait = try await self.run(["watch"], environment: ["ETCD_BENCH_WATCH_WAIT": "soon"])
+        #expect(badWait.status == 2)
+        #expect(badWait.output.contains("ETCD_BENCH_WATCH_WAIT must be seconds"))
     }
 }
