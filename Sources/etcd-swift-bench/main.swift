@@ -124,8 +124,8 @@ let onNIOGlobalExecutor = ProcessInfo.processInfo.environment["ETCD_BENCH_NIO_GL
 /// (`ETCD_BENCH_WATCH_WAIT`, seconds).
 let watchWait: Duration = {
     guard let text = ProcessInfo.processInfo.environment["ETCD_BENCH_WATCH_WAIT"] else { return .seconds(30) }
-    guard let seconds = Double(text), seconds >= 0 else {
-        fail("ETCD_BENCH_WATCH_WAIT must be seconds, not \"\(text)\"")
+    guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 else {
+        fail("ETCD_BENCH_WATCH_WAIT must be seconds from 0 to 86400, not \"\(text)\"")
     }
     return .milliseconds(Int64(seconds * 1000))
 }()

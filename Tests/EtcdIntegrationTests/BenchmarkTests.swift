@@ -129,8 +129,10 @@ struct BenchmarkTests {
         let badFlag = try await self.run(["put", "--no-such-flag", "1"])
         #expect(badFlag.status == 2)
         #expect(badFlag.output.contains("flag provided but not defined"))
-        let badWait = try await self.run(["watch"], environment: ["ETCD_BENCH_WATCH_WAIT": "soon"])
-        #expect(badWait.status == 2)
-        #expect(badWait.output.contains("ETCD_BENCH_WATCH_WAIT must be seconds"))
+        for wait in ["soon", "-1", "1e300"] {
+            let badWait = try await self.run(["watch"], environment: ["ETCD_BENCH_WATCH_WAIT": wait])
+            #expect(badWait.status == 2, "\(wait)")
+            #expect(badWait.output.contains("ETCD_BENCH_WATCH_WAIT must be seconds from 0 to 86400"), "\(wait)")
+        }
     }
 }
