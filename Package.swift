@@ -160,6 +160,8 @@ let package = Package(
                 "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdConfigProvider", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),

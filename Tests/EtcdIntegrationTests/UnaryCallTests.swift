@@ -3,6 +3,8 @@ import EtcdConcurrency
 import EtcdTesting
 import Foundation
 import GRPCCore
+import NIOCore
+import NIOPosix
 import SwiftProtobuf
 import Testing
 
@@ -224,5 +226,82 @@ struct ClientConnectionTests {
             }
             #expect(after <= before + 1)
         }
+    }
+
+    @Test("an idle connection answers etcd's keepalive PINGs by itself, so etcd keeps it open")
+    func idleConnectionAnswersServerPings() async throws {
+        // etcd pings a connection it has read nothing from for --grpc-keepalive-interval and closes
+        // it when nothing arrives within --grpc-keepalive-timeout. The client holds a PING's
+        // acknowledgement back for its next write, at most PingAnsweringHandler.ackDelay: with no
+        // next write, the acknowledgement must still go out.
+        try await withEtcd(
+            arguments: ["--grpc-keepalive-interval", "500ms", "--grpc-keepalive-timeout", "500ms"],
+            configure: { $0.keepAlive = nil }  // the client's own PINGs would keep the connection busy
+        ) { cluster, client in
+            let port = cluster.members[0].clientPort
+            try await client.put("idle", value: "v")
+            let connections = try self.ownConnections(to: port)
+            #expect(!connections.isEmpty)
+            // The client now writes nothing. Two connections that send no acknowledgement, opened one
+            // after the other, show etcd's keepalive at work: it pings each and then closes it. By the
+            // time the second closes, the client's connection has been idle for longer than etcd let
+            // either of them stay silent.
+            for attempt in 1...2 {
+                let frames = try await within(.seconds(20), "etcd to close a connection that ignores its PINGs") {
+                    try await self.silentConnectionFrames(port: port)
+                }
+                #expect(frames.contains(.ping), "etcd pinged silent connection \(attempt): \(frames)")
+            }
+            let afterIdling = try self.ownConnections(to: port)
+            #expect(afterIdling == connections, "etcd kept the client's idle connection")
+            try await client.put("idle", value: "w")
+            let afterCall = try self.ownConnections(to: port)
+            #expect(afterCall == connections, "the next call used the same connection")
+        }
+    }
+
+    /// An HTTP/2 frame's type and flags, as a silent connection received it.
+    private struct ReceivedFrame: Equatable, CustomStringConvertible {
+        let type: UInt8
+        let flags: UInt8
+        /// A PING that asks for an answer (not itself an acknowledgement).
+        static let ping = ReceivedFrame(type: 0x6, flags: 0)
+        var description: String { "type \(self.type) flags \(self.flags)" }
+    }
+
+    /// Opens an HTTP/2 connection to `port` that acknowledges the server's SETTINGS and then sends
+    /// nothing more; returns the frames received until the server closed it.
+    private func silentConnectionFrames(port: Int) async throws -> [ReceivedFrame] {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(
+            host: "127.0.0.1", port: port
+        ) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        var received: [UInt8] = []
+        try await channel.executeThenClose { inbound, outbound in
+            let emptySettings: [UInt8] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0]
+            try await outbound.write(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + emptySettings))
+            do {
+                for try await chunk in inbound {
+                    if received.isEmpty {
+                        let settingsAcknowledgement: [UInt8] = [0, 0, 0, 0x4, 0x1, 0, 0, 0, 0]
+                        try await outbound.write(ByteBuffer(bytes: settingsAcknowledgement))
+                    }
+                    received += chunk.readableBytesView
+                }
+            } catch let error as IOError where error.errnoCode == ECONNRESET {
+                // Closed by a reset rather than an orderly end: closed all the same.
+            }
+        }
+        var frames: [ReceivedFrame] = []
+        var offset = 0
+        while offset + 9 <= received.count {
+            let length = Int(received[offset]) << 16 | Int(received[offset + 1]) << 8 | Int(received[offset + 2])
+            frames.append(ReceivedFrame(type: received[offset + 3], flags: received[offset + 4]))
+            offset += 9 + length
+        }
+        return frames
     }
 }
