@@ -190,7 +190,7 @@ package final class EndpointConnection: Sendable {
     }
 
     /// Decodes one response; an unreadable one is an internal error naming the method and endpoint.
-    private static func decode<Message: SwiftProtobuf.Message>(
+    static func decode<Message: SwiftProtobuf.Message>(
         _ bytes: ByteBuffer, as: Message.Type, method: String, _ endpoint: EtcdEndpoint
     ) throws -> Message {
         var message = Message()
@@ -218,18 +218,32 @@ package final class EndpointConnection: Sendable {
         onResponse: @escaping @Sendable (Output) throws -> Void,
         requests: @escaping @Sendable (_ send: @escaping @Sendable (Method.Input) -> Void) async -> Void
     ) async throws where Output == Method.Output {
-        var metadata = metadata
-        let finish = self.observer?.begin(Method.descriptor, metadata: &metadata)
         let endpoint = self.endpoint
         let name = Method.descriptor.method
+        try await self.streamResponseBytes(
+            method, metadata: metadata, options: options,
+            onResponse: { bytes in try onResponse(Self.decode(bytes, as: Output.self, method: name, endpoint)) },
+            requests: requests
+        )
+    }
+
+    /// ``stream(_:metadata:options:onResponse:requests:)``, handing each response over as its
+    /// serialized bytes, for a caller that decodes it elsewhere (``decode(_:as:method:_:)``).
+    func streamResponseBytes<Method: EtcdMethod>(
+        _ method: Method.Type,
+        metadata: Metadata,
+        options: CallOptions,
+        onResponse: @escaping @Sendable (ByteBuffer) throws -> Void,
+        requests: @escaping @Sendable (_ send: @escaping @Sendable (Method.Input) -> Void) async -> Void
+    ) async throws {
+        var metadata = metadata
+        let finish = self.observer?.begin(Method.descriptor, metadata: &metadata)
         do {
             try await self.frameChannel.stream(
                 path: Method.path,
                 metadata: metadata,
                 maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
-                onMessage: { bytes in
-                    try onResponse(Self.decode(bytes, as: Output.self, method: name, endpoint))
-                },
+                onMessage: onResponse,
                 requests: { send in
                     // A request that cannot be encoded is a bug of ours; it is not sent.
                     await requests { request in

@@ -229,21 +229,54 @@ final class WatchStream: Sendable {
                 if self.requireLeader { metadata.addString("true", forKey: "hasleader") }
                 var options = CallOptions.defaults
                 options.maxResponseMessageBytes = self.client.configuration.maxCallReceiveMessageSize
-                // Responses are handled on the connection's event loop as they arrive (handle() does
-                // not block: it hands each watch its events and wakes its consumer).
-                try await connection.stream(
-                    Etcdserverpb_Watch.Method.Watch.self, metadata: metadata, options: options,
-                    onResponse: { message in
-                        receivedMessages.set()
-                        if let restart = self.handle(message) {
-                            receivedRefusal.set()
-                            throw restart
+                // The connection's event loop only queues each response's bytes; this task decodes
+                // and handles them in arrival order (as Go's client does in its watch stream's
+                // goroutine), so the loop goes back to reading, and to the connection's other calls,
+                // while the watches' consumers are woken from here. What arrived before the stream
+                // ended is handled before it is reopened.
+                let received = ResponseBuffer<ByteBuffer>(limit: nil)
+                let endpoint = connection.endpoint
+                let (streamMetadata, streamOptions) = (metadata, options)
+                let error = await withTaskGroup(of: (any Error)?.self) { group -> (any Error)? in
+                    group.addTask {
+                        defer { received.finish() }
+                        do {
+                            try await connection.streamResponseBytes(
+                                Etcdserverpb_Watch.Method.Watch.self, metadata: streamMetadata, options: streamOptions,
+                                onResponse: { bytes in
+                                    receivedMessages.set()
+                                    _ = received.push(bytes)
+                                },
+                                requests: { send in
+                                    for await request in requests { send(request) }
+                                }
+                            )
+                            return nil
+                        } catch {
+                            return error
                         }
-                    },
-                    requests: { send in
-                        for await request in requests { send(request) }
                     }
-                )
+                    // A response that cannot be read, or a refusal that needs a fresh token, ends
+                    // the stream (its later responses are not read) and is the error reported.
+                    var handlingError: (any Error)?
+                    while let bytes = try? await received.next() {
+                        do {
+                            let message = try EndpointConnection.decode(
+                                bytes, as: Etcdserverpb_WatchResponse.self, method: "Watch", endpoint)
+                            if let restart = self.handle(message) {
+                                receivedRefusal.set()
+                                handlingError = restart
+                            }
+                        } catch {
+                            handlingError = error
+                        }
+                        if handlingError != nil { break }
+                    }
+                    group.cancelAll()
+                    let streamError = await group.next() ?? nil
+                    return handlingError ?? streamError
+                }
+                if let error { throw error }
             } catch {
                 if Task.isCancelled { break }
                 let mapped = EtcdClientError.from(error, endpoint: connection.endpoint.description)
