@@ -1,4 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -27,31 +30,110 @@ enum Loopback {
 }
 
 enum FreePorts {
-    /// Asks the kernel for `count` distinct free TCP ports on 127.0.0.1.
+    /// The last 10,000 ports this process handed out, oldest first, so that it does not hand one
+    /// out again soon: a stopped member's port stays its own until it restarts.
+    private static let handedOut = Mutex<(ports: Set<Int>, order: [Int])>(([], []))
+    private static let remembered = 10_000
+
+    /// Asks for `count` distinct free TCP ports on 127.0.0.1, outside the kernel's ephemeral range.
     ///
-    /// All sockets stay bound until every port is known, so the ports differ from each other; another
-    /// process could still take one before etcd binds it, which the launcher detects and retries.
+    /// The kernel gives outgoing connections local ports from its ephemeral range
+    /// (`/proc/sys/net/ipv4/ip_local_port_range`), and binding port 0 gets one from there too. A
+    /// member's port from that range could become some connection's local port while the member is
+    /// stopped, and its restart would then fail. So ports come from 10000–65535 outside that range,
+    /// each tried with a bind, and from the kernel's choice only where that range leaves too few.
+    /// None of the process's last 10,000 ports is handed out again. All sockets stay bound until
+    /// every port is known; another process could still bind one before etcd does, which the
+    /// launcher detects and retries.
     static func allocate(_ count: Int) throws -> [Int] {
         var sockets: [Int32] = []
         defer { for fd in sockets { close(fd) } }
+        let candidates = Self.candidates()
         var ports: [Int] = []
-        for _ in 0..<count {
-            let fd = try Loopback.socket()
-            sockets.append(fd)
-            var address = Loopback.address(port: 0)
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        while ports.count < count {
+            var chosen: Int?
+            for _ in 0..<(candidates.isEmpty ? 0 : 100) {
+                let port = Self.random(in: candidates)
+                guard !ports.contains(port), !Self.isHandedOut(port) else { continue }
+                if let fd = try Self.probe(port: port) {
+                    sockets.append(fd)
+                    chosen = port
+                    break
                 }
             }
-            guard bound == 0 else { throw EtcdTestingError("bind() failed: errno \(errno)") }
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let named = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            for _ in 0..<(chosen == nil ? 100 : 0) {
+                guard let fd = try Self.probe(port: 0) else {
+                    throw EtcdTestingError("bind() to a free port on 127.0.0.1 failed: errno \(errno)")
+                }
+                sockets.append(fd)
+                let port = try Self.boundPort(fd)
+                if !Self.isHandedOut(port) {
+                    chosen = port
+                    break
+                }
             }
-            guard named == 0 else { throw EtcdTestingError("getsockname() failed: errno \(errno)") }
-            ports.append(Int(UInt16(bigEndian: address.sin_port)))
+            guard let port = chosen else { throw EtcdTestingError("no free port on 127.0.0.1 left to hand out") }
+            ports.append(port)
+        }
+        Self.handedOut.withLock { handedOut in
+            handedOut.ports.formUnion(ports)
+            handedOut.order += ports
+            let excess = handedOut.order.count - Self.remembered
+            if excess > 0 {
+                handedOut.ports.subtract(handedOut.order.prefix(excess))
+                handedOut.order.removeFirst(excess)
+            }
         }
         return ports
+    }
+
+    /// The ports from 10000 to 65535 outside the kernel's ephemeral range; none when that range is
+    /// unknown or they are fewer than 1,000.
+    static func candidates() -> [ClosedRange<Int>] {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+        else { return [] }
+        let bounds = text.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] <= bounds[1] else { return [] }
+        let ranges = [10000...(bounds[0] - 1), (bounds[1] + 1)...65535].filter { $0.count > 0 }
+        return ranges.reduce(0) { $0 + $1.count } >= 1000 ? ranges : []
+    }
+
+    private static func random(in ranges: [ClosedRange<Int>]) -> Int {
+        var index = Int.random(in: 0..<ranges.reduce(0) { $0 + $1.count })
+        for range in ranges {
+            if index < range.count { return range.lowerBound + index }
+            index -= range.count
+        }
+        preconditionFailure("index beyond the ranges")
+    }
+
+    private static func isHandedOut(_ port: Int) -> Bool { Self.handedOut.withLock { $0.ports.contains(port) } }
+
+    /// A socket bound to `port` on 127.0.0.1 (0: the kernel's choice), or nil when it is in use.
+    private static func probe(port: Int) throws -> Int32? {
+        let fd = try Loopback.socket()
+        var address = Loopback.address(port: port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if bound == 0 { return fd }
+        let error = errno
+        close(fd)
+        guard error == EADDRINUSE || error == EACCES else {
+            throw EtcdTestingError("bind() to 127.0.0.1:\(port) failed: errno \(error)")
+        }
+        return nil
+    }
+
+    private static func boundPort(_ fd: Int32) throws -> Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw EtcdTestingError("getsockname() failed: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 import Etcd
-import EtcdTesting
 import Foundation
 import Testing
+
+@testable import EtcdTesting
 
 @Suite("EtcdTesting", .timeLimit(.minutes(2)))
 struct EtcdTestingTests {
@@ -15,6 +16,21 @@ struct EtcdTestingTests {
         let version = try EtcdBinary.version(of: binary)
         #expect(EtcdServerVersion(version) != nil)
         print("etcd under test: \(binary) (\(version))")
+    }
+
+    @Test("free ports come from outside the kernel's ephemeral range, and none is handed out twice")
+    func freePorts() throws {
+        // Outgoing connections take their local ports from that range: a stopped member's port
+        // there could be taken before it restarts.
+        let candidates = FreePorts.candidates()
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "?"
+        try #require(!candidates.isEmpty, "the ephemeral range \(range) leaves fewer than 1,000 ports above 10000")
+        let first = try FreePorts.allocate(40)
+        let second = try FreePorts.allocate(40)
+        #expect(Set(first + second).count == 80, "a port was handed out twice")
+        for port in first + second {
+            #expect(candidates.contains { $0.contains(port) }, "port \(port) is in the ephemeral range \(range)")
+        }
     }
 
     @Test("a spawned process gets standard input, output and error, and none of the test's other descriptors")
