@@ -6,9 +6,9 @@ import Synchronization
 /// With a `limit` (watches), ``push(_:)`` reports when the buffer is full so the producer can stop
 /// the server sending (a watch is suspended, so memory stays bounded and the shared stream keeps
 /// flowing for other watches); when the consumer has read it down to half, `onDrained` lets the
-/// producer resume. Without a limit (lease keepalives, which arrive every TTL/3) nothing is ever
-/// refused. Nothing is dropped either way.
-final class ResponseBuffer<Element: Sendable>: Sendable {
+/// producer resume. Without a limit (lease keepalives, which arrive every TTL/3, and election
+/// leaders) nothing is ever refused. Nothing is dropped either way.
+package final class ResponseBuffer<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
         var head = 0
@@ -23,13 +23,13 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
     private let onDrained: @Sendable () -> Void
 
     /// - Parameter limit: the number of unread responses at which ``push(_:)`` returns `false`; nil for none.
-    init(limit: Int?, onDrained: @escaping @Sendable () -> Void = {}) {
+    package init(limit: Int?, onDrained: @escaping @Sendable () -> Void = {}) {
         self.limit = max(limit ?? .max, 2)
         self.onDrained = onDrained
     }
 
     /// Hands a response to the consumer; returns `false` when the buffer is now full and the watch must be suspended.
-    func push(_ response: Element) -> Bool {
+    package func push(_ response: Element) -> Bool {
         let (waiter, full) = self.state.withLock {
             state -> (UnsafeContinuation<Element?, any Error>?, Bool) in
             guard state.end == nil else { return (nil, false) }
@@ -47,7 +47,7 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
     }
 
     /// Ends the sequence after the buffered responses: normally, or with `error`.
-    func finish(throwing error: (any Error)? = nil) {
+    package func finish(throwing error: (any Error)? = nil) {
         let waiter = self.state.withLock { state -> UnsafeContinuation<Element?, any Error>? in
             guard state.end == nil else { return nil }
             state.end = error.map { .failure($0) } ?? .success(())
@@ -69,7 +69,7 @@ final class ResponseBuffer<Element: Sendable>: Sendable {
     ///
     /// It runs on the caller's executor: a consumer on an actor takes buffered responses without
     /// leaving the actor, and one that waited is resumed straight onto it.
-    nonisolated(nonsending) func next() async throws -> Element? {
+    nonisolated(nonsending) package func next() async throws -> Element? {
         let step = self.state.withLock { state -> Step in
             if state.head < state.items.count {
                 let item = state.items[state.head]

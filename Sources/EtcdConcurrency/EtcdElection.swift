@@ -136,23 +136,24 @@ public final class EtcdElection: Sendable {
     ///
     /// Leaving `body` stops observing. The sequence throws when the client cannot keep watching
     /// (for example `compacted` after a long disconnection) and ends when the client shuts down.
+    /// Cancelling the task reading it throws `CancellationError`.
     public func observe<Result: Sendable>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: (EtcdElectionLeaders) async throws -> Result
     ) async throws -> Result {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: EtcdKeyValue.self)
+        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
         let (client, prefix) = (self.session.client, self.prefix)
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
             group.addTask {
                 do {
-                    try await Self.observeLeaders(client, prefix: prefix) { continuation.yield($0) }
-                    continuation.finish()
+                    try await Self.observeLeaders(client, prefix: prefix) { _ = buffer.push($0) }
+                    buffer.finish()
                 } catch {
-                    continuation.finish(throwing: error)
+                    buffer.finish(throwing: error)
                 }
             }
             defer { group.cancelAll() }
-            return try await body(EtcdElectionLeaders(stream: stream))
+            return try await body(EtcdElectionLeaders(buffer: buffer))
         }
     }
 
@@ -229,15 +230,23 @@ public struct EtcdElectionLeaders: AsyncSequence, Sendable {
     public typealias Element = EtcdKeyValue
     public typealias Failure = any Error
 
-    let stream: AsyncThrowingStream<EtcdKeyValue, any Error>
+    let buffer: ResponseBuffer<EtcdKeyValue>
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: self.stream.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: self.buffer) }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<EtcdKeyValue, any Error>.AsyncIterator
+        let buffer: ResponseBuffer<EtcdKeyValue>
 
+        /// The next leader, or the current leader's new value, waiting for a change; nil when
+        /// observing has ended.
         public mutating func next() async throws -> EtcdKeyValue? {
-            try await self.base.next()
+            try await self.next(isolation: nil)
+        }
+
+        /// The next leader, read on `actor` (what `for try await` passes): a consumer on an actor
+        /// does not leave it to read changes that have already arrived.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> EtcdKeyValue? {
+            try await self.buffer.next()
         }
     }
 }

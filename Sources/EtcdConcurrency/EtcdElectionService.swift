@@ -74,7 +74,7 @@ public struct EtcdElectionService: Sendable {
     /// Observes election `name` for the duration of `body`: the current leader, then every change.
     ///
     /// The server sends nothing until there is a leader. The sequence throws when the stream
-    /// breaks (observe again to continue).
+    /// breaks (observe again to continue). Cancelling the task reading it throws `CancellationError`.
     public func observe<Result: Sendable>(
         _ name: some EtcdBytes,
         isolation: isolated (any Actor)? = #isolation,
@@ -84,7 +84,7 @@ public struct EtcdElectionService: Sendable {
         request.name = name.etcdData
         let message = request
         let client = self.client
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: EtcdKeyValue.self)
+        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
         return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
             group.addTask {
                 do {
@@ -92,17 +92,17 @@ public struct EtcdElectionService: Sendable {
                         try await connection.election.observe(message, metadata: metadata, options: options) {
                             response in
                             for try await leader in response.messages {
-                                continuation.yield(EtcdKeyValue(leader.kv))
+                                _ = buffer.push(EtcdKeyValue(leader.kv))
                             }
                         }
                     }
-                    continuation.finish()
+                    buffer.finish()
                 } catch {
-                    continuation.finish(throwing: error)
+                    buffer.finish(throwing: error)
                 }
             }
             defer { group.cancelAll() }
-            return try await body(EtcdElectionLeaders(stream: stream))
+            return try await body(EtcdElectionLeaders(buffer: buffer))
         }
     }
 }

@@ -214,6 +214,29 @@ struct ElectionTests {
         }
     }
 
+    @Test("cancelling the task observing an election throws CancellationError from its sequence")
+    func observeCancelled() async throws {
+        try await withEtcd { _, client in
+            try await client.withSession { session in
+                let election = EtcdElection(session: session, name: "unled")
+                let (reading, started) = AsyncStream.makeStream(of: Void.self)
+                let observer = Task {
+                    try await election.observe { leaders in
+                        started.yield()
+                        for try await _ in leaders {}  // nobody campaigns: no leader arrives
+                    }
+                }
+                var iterator = reading.makeAsyncIterator()
+                await iterator.next()
+                observer.cancel()
+                let outcome = try await within(.seconds(10), "the observer to end") {
+                    await observer.result
+                }
+                #expect(throws: CancellationError.self) { try outcome.get() }
+            }
+        }
+    }
+
     @Test("when the leader's session is lost, the next candidate is elected")
     func leaderFailover() async throws {
         try await withEtcd { _, client in

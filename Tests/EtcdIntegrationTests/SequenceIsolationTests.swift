@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 
 @testable import Etcd
+@testable import EtcdConcurrency
 @testable import EtcdDiscovery
 
 /// The library's response sequences read on the consumer's actor: an actor reading responses that
@@ -73,6 +74,21 @@ struct SequenceIsolationTests {
         // The empty list first (there was no initial batch), then one list per change.
         #expect(readLists == Self.count + 1)
         #expect(listHops == 0, "the reader left its actor and came back \(listHops) times")
+    }
+
+    @Test("election leaders")
+    func electionLeaders() async throws {
+        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
+        var kv = Mvccpb_KeyValue()
+        kv.key = Data("election/leader".utf8)
+        for index in 0..<Self.count {
+            kv.value = Data("candidate \(index)".utf8)
+            _ = buffer.push(EtcdKeyValue(kv))
+        }
+        buffer.finish()
+        let (read, hops) = try await CountingReader().readAll(EtcdElectionLeaders(buffer: buffer))
+        #expect(read == Self.count)
+        #expect(hops == 0, "the reader left its actor and came back \(hops) times")
     }
 
     static func watchResponse(events: [Mvccpb_Event]) -> EtcdWatchResponse {
