@@ -141,20 +141,9 @@ public final class EtcdElection: Sendable {
         isolation: isolated (any Actor)? = #isolation,
         _ body: (EtcdElectionLeaders) async throws -> Result
     ) async throws -> Result {
-        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
         let (client, prefix) = (self.session.client, self.prefix)
-        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-            group.addTask {
-                do {
-                    try await Self.observeLeaders(client, prefix: prefix) { _ = buffer.push($0) }
-                    buffer.finish()
-                } catch {
-                    buffer.finish(throwing: error)
-                }
-            }
-            defer { group.cancelAll() }
-            return try await body(EtcdElectionLeaders(buffer: buffer))
-        }
+        return try await EtcdElectionLeaders.observing(
+            { yield in try await Self.observeLeaders(client, prefix: prefix, yield) }, body)
     }
 
     /// Takes part in the election with `value`, and runs `body` once leading; resigns afterwards,
@@ -231,6 +220,28 @@ public struct EtcdElectionLeaders: AsyncSequence, Sendable {
     public typealias Failure = any Error
 
     let buffer: ResponseBuffer<EtcdKeyValue>
+
+    /// Runs `body` with the leaders that `produce` yields, produce running in a child task that
+    /// ends when `body` returns; the sequence ends when `produce` returns, and throws what it throws.
+    static func observing<Result: Sendable>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ produce: @escaping @Sendable (_ yield: @escaping @Sendable (EtcdKeyValue) -> Void) async throws -> Void,
+        _ body: (EtcdElectionLeaders) async throws -> Result
+    ) async throws -> Result {
+        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
+        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+            group.addTask {
+                do {
+                    try await produce { _ = buffer.push($0) }
+                    buffer.finish()
+                } catch {
+                    buffer.finish(throwing: error)
+                }
+            }
+            defer { group.cancelAll() }
+            return try await body(EtcdElectionLeaders(buffer: buffer))
+        }
+    }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: self.buffer) }
 

@@ -84,26 +84,15 @@ public struct EtcdElectionService: Sendable {
         request.name = name.etcdData
         let message = request
         let client = self.client
-        let buffer = ResponseBuffer<EtcdKeyValue>(limit: nil)
-        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-            group.addTask {
-                do {
-                    try await client.call("Observe", retry: .idempotent) { connection, options, metadata in
-                        try await connection.election.observe(message, metadata: metadata, options: options) {
-                            response in
-                            for try await leader in response.messages {
-                                _ = buffer.push(EtcdKeyValue(leader.kv))
-                            }
-                        }
+        return try await EtcdElectionLeaders.observing(
+            { yield in
+                try await client.call("Observe", retry: .idempotent) { connection, options, metadata in
+                    try await connection.election.observe(message, metadata: metadata, options: options) {
+                        response in
+                        for try await leader in response.messages { yield(EtcdKeyValue(leader.kv)) }
                     }
-                    buffer.finish()
-                } catch {
-                    buffer.finish(throwing: error)
                 }
-            }
-            defer { group.cancelAll() }
-            return try await body(EtcdElectionLeaders(buffer: buffer))
-        }
+            }, body)
     }
 }
 

@@ -51,28 +51,10 @@ enum FreePorts {
         let candidates = Self.candidates()
         var ports: [Int] = []
         while ports.count < count {
-            var chosen: Int?
-            for _ in 0..<(candidates.isEmpty ? 0 : 100) {
-                let port = Self.random(in: candidates)
-                guard !ports.contains(port), !Self.isHandedOut(port) else { continue }
-                if let fd = try Self.probe(port: port) {
-                    sockets.append(fd)
-                    chosen = port
-                    break
-                }
-            }
-            for _ in 0..<(chosen == nil ? 100 : 0) {
-                guard let fd = try Self.probe(port: 0) else {
-                    throw EtcdTestingError("bind() to a free port on 127.0.0.1 failed: errno \(errno)")
-                }
-                sockets.append(fd)
-                let port = try Self.boundPort(fd)
-                if !Self.isHandedOut(port) {
-                    chosen = port
-                    break
-                }
-            }
-            guard let port = chosen else { throw EtcdTestingError("no free port on 127.0.0.1 left to hand out") }
+            guard
+                let port = try Self.bindCandidate(candidates, besides: ports, &sockets)
+                    ?? Self.bindKernelChoice(&sockets)
+            else { throw EtcdTestingError("no free port on 127.0.0.1 left to hand out") }
             ports.append(port)
         }
         Self.handedOut.withLock { handedOut in
@@ -96,6 +78,37 @@ enum FreePorts {
         guard bounds.count == 2, bounds[0] <= bounds[1] else { return [] }
         let ranges = [10000...(bounds[0] - 1), (bounds[1] + 1)...65535].filter { $0.count > 0 }
         return ranges.reduce(0) { $0 + $1.count } >= 1000 ? ranges : []
+    }
+
+    /// Binds a socket (added to `sockets`) to a port drawn from `candidates`, not in `ports` and not
+    /// handed out recently; nil when 100 draws find none.
+    private static func bindCandidate(
+        _ candidates: [ClosedRange<Int>], besides ports: [Int], _ sockets: inout [Int32]
+    ) throws -> Int? {
+        guard !candidates.isEmpty else { return nil }
+        for _ in 0..<100 {
+            let port = Self.random(in: candidates)
+            guard !ports.contains(port), !Self.isHandedOut(port) else { continue }
+            if let fd = try Self.probe(port: port) {
+                sockets.append(fd)
+                return port
+            }
+        }
+        return nil
+    }
+
+    /// Binds a socket to a port of the kernel's choice that was not handed out recently. Each socket
+    /// stays bound (in `sockets`), so the kernel does not offer its port again.
+    private static func bindKernelChoice(_ sockets: inout [Int32]) throws -> Int? {
+        for _ in 0..<100 {
+            guard let fd = try Self.probe(port: 0) else {
+                throw EtcdTestingError("bind() to a free port on 127.0.0.1 failed: address in use")
+            }
+            sockets.append(fd)
+            let port = try Self.boundPort(fd)
+            if !Self.isHandedOut(port) { return port }
+        }
+        return nil
     }
 
     private static func random(in ranges: [ClosedRange<Int>]) -> Int {

@@ -226,8 +226,10 @@ struct ElectionTests {
                         for try await _ in leaders {}  // nobody campaigns: no leader arrives
                     }
                 }
-                var iterator = reading.makeAsyncIterator()
-                await iterator.next()
+                try await within(.seconds(10), "the observer to start reading") {
+                    var iterator = reading.makeAsyncIterator()
+                    await iterator.next()
+                }
                 observer.cancel()
                 let outcome = try await within(.seconds(10), "the observer to end") {
                     await observer.result
