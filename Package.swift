@@ -139,10 +139,12 @@ let package = Package(
             path: "Examples/Tour",
             swiftSettings: swiftSettings
         ),
+        // Linked into the test binary for its load-time default of four tests per core at a time.
+        .target(name: "EtcdTestDefaults", path: "Tests/EtcdTestDefaults"),
         .testTarget(
             name: "EtcdTests",
             dependencies: [
-                "Etcd", "EtcdAPI",
+                "Etcd", "EtcdAPI", "EtcdTestDefaults",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -151,13 +153,14 @@ let package = Package(
         ),
         .testTarget(
             name: "EtcdFaultTests",
-            dependencies: ["Etcd", "EtcdTesting"],
+            dependencies: ["Etcd", "EtcdTesting", "EtcdTestDefaults"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "EtcdIntegrationTests",
             dependencies: [
                 "Etcd", "EtcdAPI", "EtcdConcurrency", "EtcdConfigProvider", "EtcdDiscovery", "EtcdSync", "EtcdTesting",
+                "EtcdTestDefaults",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
