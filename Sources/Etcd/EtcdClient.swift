@@ -68,6 +68,9 @@ public final class EtcdClient: Sendable {
     private let background = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
     let watcher = Watcher()
     let lessor: Lessor
+    /// For tests: while it holds an event, the client's watch streams handle no further message
+    /// until the event is signalled, as when their task gets no CPU.
+    package let watchStreamHold = Mutex<OneTimeEvent?>(nil)
 
     private enum Lifecycle {
         case idle

@@ -5,13 +5,16 @@ import Synchronization
 ///
 /// With a `limit` (watches), ``push(_:)`` reports when the buffer is full so the producer can stop
 /// the server sending (a watch is suspended, so memory stays bounded and the shared stream keeps
-/// flowing for other watches); when the consumer has read it down to half, `onDrained` lets the
-/// producer resume. Without a limit (lease keepalives, which arrive every TTL/3, and election
-/// leaders) nothing is ever refused. Nothing is dropped either way.
+/// flowing for other watches; the watch stream's own messages hold back its flow-control window);
+/// when the consumer has read it down to half, `onDrained` lets the producer resume. Without a
+/// limit (lease keepalives, which arrive every TTL/3, and election leaders) nothing is ever
+/// refused. Nothing is dropped either way.
 package final class ResponseBuffer<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
         var head = 0
+        /// The cost of the unread items.
+        var cost = 0
         var end: Result<Void, any Error>?
         /// The consumer waiting in ``next()``. Whoever takes it out under the lock resumes it, so it
         /// is resumed exactly once (an unsafe continuation: a checked one costs an allocation per wait).
@@ -20,11 +23,18 @@ package final class ResponseBuffer<Element: Sendable>: Sendable {
     }
     private let state = Mutex(State())
     let limit: Int
+    private let cost: @Sendable (Element) -> Int
     private let onDrained: @Sendable () -> Void
 
-    /// - Parameter limit: the number of unread responses at which ``push(_:)`` returns `false`; nil for none.
-    package init(limit: Int?, onDrained: @escaping @Sendable () -> Void = {}) {
+    /// - Parameters:
+    ///   - limit: the cost of unread responses at which ``push(_:)`` returns `false`; nil for none.
+    ///   - cost: what one response counts towards `limit` (1 unless given: the limit is a count).
+    package init(
+        limit: Int?, cost: @escaping @Sendable (Element) -> Int = { _ in 1 },
+        onDrained: @escaping @Sendable () -> Void = {}
+    ) {
         self.limit = max(limit ?? .max, 2)
+        self.cost = cost
         self.onDrained = onDrained
     }
 
@@ -38,7 +48,8 @@ package final class ResponseBuffer<Element: Sendable>: Sendable {
                 return (waiter, false)
             }
             state.items.append(response)
-            let full = state.items.count - state.head >= self.limit
+            state.cost += self.cost(response)
+            let full = state.cost >= self.limit
             if full { state.suspended = true }
             return (nil, full)
         }
@@ -65,6 +76,27 @@ package final class ResponseBuffer<Element: Sendable>: Sendable {
         case wait
     }
 
+    /// Takes the first unread item (there is one); `drained` when a full buffer is now read down to
+    /// half, once per time it filled.
+    private func take(_ state: inout State) -> (Element, drained: Bool) {
+        let item = state.items[state.head]
+        state.head += 1
+        state.cost -= self.cost(item)
+        if state.head == state.items.count {
+            state.items.removeAll(keepingCapacity: true)
+            state.head = 0
+        } else if state.head > 64 && state.head * 2 > state.items.count {
+            state.items.removeFirst(state.head)
+            state.head = 0
+        }
+        var drained = false
+        if state.suspended && state.cost <= self.limit / 2 {
+            state.suspended = false
+            drained = true
+        }
+        return (item, drained)
+    }
+
     /// The next response, waiting for one if none is buffered; nil once the sequence has ended.
     ///
     /// It runs on the caller's executor: a consumer on an actor takes buffered responses without
@@ -72,20 +104,7 @@ package final class ResponseBuffer<Element: Sendable>: Sendable {
     nonisolated(nonsending) package func next() async throws -> Element? {
         let step = self.state.withLock { state -> Step in
             if state.head < state.items.count {
-                let item = state.items[state.head]
-                state.head += 1
-                if state.head == state.items.count {
-                    state.items.removeAll(keepingCapacity: true)
-                    state.head = 0
-                } else if state.head > 64 && state.head * 2 > state.items.count {
-                    state.items.removeFirst(state.head)
-                    state.head = 0
-                }
-                var drained = false
-                if state.suspended && state.items.count - state.head <= self.limit / 2 {
-                    state.suspended = false
-                    drained = true
-                }
+                let (item, drained) = self.take(&state)
                 return .item(item, drained: drained)
             }
             if let end = state.end { return .end(end) }
@@ -104,18 +123,20 @@ package final class ResponseBuffer<Element: Sendable>: Sendable {
         try Task.checkCancellation()
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
-                let immediate = self.state.withLock { state -> Result<Element?, any Error>? in
+                let (immediate, drained) = self.state.withLock {
+                    state -> (Result<Element?, any Error>?, Bool) in
                     if state.head < state.items.count {
-                        // Raced with a push: take it now.
-                        let item = state.items[state.head]
-                        state.head += 1
-                        return .success(item)
+                        // Raced with a push: take it now. Pushes may have filled the buffer
+                        // meanwhile, so this take may be the one that drains it.
+                        let (item, drained) = self.take(&state)
+                        return (.success(item), drained)
                     }
-                    if let end = state.end { return end.map { nil } }
-                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if let end = state.end { return (end.map { nil }, false) }
+                    if Task.isCancelled { return (.failure(CancellationError()), false) }
                     state.waiter = continuation
-                    return nil
+                    return (nil, false)
                 }
+                if drained { self.onDrained() }
                 if let immediate { continuation.resume(with: immediate) }
             }
         } onCancel: {

@@ -7,6 +7,7 @@ import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 @testable import Etcd
@@ -260,7 +261,7 @@ struct FrameConnectionScriptTests {
         try await self.channel.pipeline.addHandler(recorder, position: .first)
         let loop = self.channel.testingEventLoop
         let handler = self.handler
-        let call = StreamCall(headers: [":path": "/test"], maxMessageBytes: 1024, onMessage: { _ in })
+        let call = StreamCall(headers: [":path": "/test"], maxMessageBytes: 1024, onMessage: { _ in true })
         let running = Task {
             try await withCheckedThrowingContinuation { continuation in
                 loop.execute {
@@ -292,6 +293,69 @@ struct FrameConnectionScriptTests {
         #expect(messages == [[1], [2, 3], [4, 5, 6]])
         let framesPerFlush = try await loop.executeInContext { recorder.framesPerFlush }
         #expect(framesPerFlush == [1, 1])
+
+        try await loop.executeInContext { call.end(CancellationError(), reset: true) }
+        await #expect(throws: CancellationError.self) { try await running.value }
+    }
+
+    @Test(
+        "a stream whose consumer is full holds its window: no WINDOW_UPDATE for it while held, then one for all it received"
+    )
+    func streamWindowHeldWhileConsumerIsFull() async throws {
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        let consumerFull = Atomic(false)
+        let received = Atomic(0)
+        let call = StreamCall(
+            headers: [":path": "/test"], maxMessageBytes: 2 << 20,
+            onMessage: { _ in
+                received.add(1, ordering: .relaxed)
+                return !consumerFull.load(ordering: .relaxed)
+            })
+        let running = Task {
+            try await withCheckedThrowingContinuation { continuation in
+                loop.execute {
+                    guard call.begin(continuation) else { return }
+                    handler.openStream(call)
+                }
+            }
+        }
+        let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        let streamID = headers.streamID
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: [":status": "200"]))))
+        let message = 1 << 20
+        func send(_ count: Int) async throws {
+            for _ in 0..<count {
+                var body = ByteBuffer()
+                body.writeInteger(UInt8(0))
+                body.writeInteger(UInt32(message))
+                body.writeRepeatingByte(7, count: message)
+                try await self.channel.writeInbound(
+                    HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body)))))
+            }
+        }
+        /// The window the client returned for the stream since the last look (the connection's apart).
+        func returned() async throws -> Int {
+            var total = 0
+            while let frame = try await self.channel.readOutbound(as: HTTP2Frame.self) {
+                if frame.streamID == streamID, case .windowUpdate(let increment) = frame.payload { total += increment }
+            }
+            return total
+        }
+
+        // Consumer with room: the window comes back once half of it (4 MiB) has arrived.
+        try await send(5)
+        #expect(try await returned() == 4 * (message + 5))
+        // Consumer full: nothing comes back, whatever arrives.
+        consumerFull.store(true, ordering: .relaxed)
+        try await send(4)
+        #expect(received.load(ordering: .relaxed) == 9, "every message is still handed on")
+        #expect(try await returned() == 0)
+        // Room again: everything not yet returned comes back at once.
+        consumerFull.store(false, ordering: .relaxed)
+        try await loop.executeInContext { call.releaseWindow() }
+        #expect(try await returned() == 5 * (message + 5))
 
         try await loop.executeInContext { call.end(CancellationError(), reset: true) }
         await #expect(throws: CancellationError.self) { try await running.value }

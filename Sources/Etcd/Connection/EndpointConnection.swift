@@ -222,18 +222,25 @@ package final class EndpointConnection: Sendable {
         let name = Method.descriptor.method
         try await self.streamResponseBytes(
             method, metadata: metadata, options: options,
-            onResponse: { bytes in try onResponse(Self.decode(bytes, as: Output.self, method: name, endpoint)) },
+            onResponse: { bytes in
+                try onResponse(Self.decode(bytes, as: Output.self, method: name, endpoint))
+                return true
+            },
             requests: requests
         )
     }
 
     /// ``stream(_:metadata:options:onResponse:requests:)``, handing each response over as its
     /// serialized bytes, for a caller that decodes it elsewhere (``decode(_:as:method:_:)``).
+    ///
+    /// `onResponse` returns `false` when the caller's buffer is full: the stream's window is then
+    /// held, so the server stops sending soon, until the caller calls `windowRelease`.
     func streamResponseBytes<Method: EtcdMethod>(
         _ method: Method.Type,
         metadata: Metadata,
         options: CallOptions,
-        onResponse: @escaping @Sendable (ByteBuffer) throws -> Void,
+        onResponse: @escaping @Sendable (ByteBuffer) throws -> Bool,
+        windowRelease: StreamWindowRelease? = nil,
         requests: @escaping @Sendable (_ send: @escaping @Sendable (Method.Input) -> Void) async -> Void
     ) async throws {
         var metadata = metadata
@@ -244,6 +251,7 @@ package final class EndpointConnection: Sendable {
                 metadata: metadata,
                 maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
                 onMessage: onResponse,
+                windowRelease: windowRelease,
                 requests: { send in
                     // A request that cannot be encoded is a bug of ours; it is not sent.
                     await requests { request in

@@ -107,7 +107,8 @@ final class FrameChannel: @unchecked Sendable {
 
     /// Runs one bidirectional stream on `path` until the server ends it: `requests` sends the
     /// requests (each a serialized message) while it runs; each response message is handed to
-    /// `onMessage` on the event loop (it must not block).
+    /// `onMessage` on the event loop (it must not block). When `onMessage` returns `false` (its
+    /// consumer is full) the stream's window is held until `windowRelease` is called.
     ///
     /// - Throws: `RPCError` (the server's status, or unavailable when the connection breaks),
     ///   whatever `onMessage` throws, or `CancellationError` when the task is cancelled.
@@ -115,7 +116,8 @@ final class FrameChannel: @unchecked Sendable {
         path: String,
         metadata: Metadata,
         maxMessageBytes: Int,
-        onMessage: @escaping @Sendable (ByteBuffer) throws -> Void,
+        onMessage: @escaping @Sendable (ByteBuffer) throws -> Bool,
+        windowRelease: StreamWindowRelease?,
         requests: @escaping @Sendable (_ send: @escaping @Sendable ([UInt8]) -> Void) async -> Void
     ) async throws {
         try Task.checkCancellation()
@@ -125,6 +127,7 @@ final class FrameChannel: @unchecked Sendable {
             onMessage: onMessage
         )
         let eventLoop = self.eventLoop
+        windowRelease?.bind { eventLoop.execute { call.releaseWindow() } }
         let allocator = ByteBufferAllocator()
         let outbox = Outbox()
         try await withTaskCancellationHandler {

@@ -269,15 +269,13 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// A frame of a stream: messages go to the stream as they become whole; its windows are
-    /// returned at once (a watch bounds its memory itself, by suspending slow watches).
+    /// A frame of a stream: messages go to the stream as they become whole; its window is returned
+    /// as they arrive, unless its consumer is full (``StreamCall/isWindowHeld``): then the server
+    /// can send what the window still allows, and waits until the consumer has caught up.
     private func streamRead(_ stream: StreamCall, _ frame: HTTP2Frame, count: Int, context: ChannelHandlerContext) {
         let streamID = frame.streamID
         switch frame.payload {
         case .data(let payload):
-            if !payload.endStream {
-                self.acknowledge(count, unacknowledged: &stream.unacknowledged, streamID: streamID, context: context)
-            }
             if case .byteBuffer(let bytes) = payload.data {
                 do {
                     try stream.receive(bytes)
@@ -286,7 +284,13 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                     return
                 }
             }
-            if payload.endStream { self.finishStream(stream, streamID, trailers: nil) }
+            if payload.endStream {
+                self.finishStream(stream, streamID, trailers: nil)
+            } else if stream.isWindowHeld {
+                stream.unacknowledged += count
+            } else {
+                self.acknowledge(count, unacknowledged: &stream.unacknowledged, streamID: streamID, context: context)
+            }
         case .headers(let payload):
             if !stream.receivedHeaders {
                 stream.receivedHeaders = true
@@ -428,6 +432,13 @@ final class FrameConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         call.succeed(message)
+    }
+
+    /// `stream`'s consumer has room again: returns the window held meanwhile, as ``acknowledge``
+    /// would have.
+    func releaseWindow(of stream: StreamCall, _ streamID: HTTP2StreamID) {
+        guard let context = self.context, self.streams[streamID] === stream else { return }
+        self.acknowledge(0, unacknowledged: &stream.unacknowledged, streamID: streamID, context: context)
     }
 
     private func acknowledge(

@@ -3,17 +3,20 @@ import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import Synchronization
 
 /// A bidirectional stream of a ``FrameChannel`` (the watch stream): requests written as they come,
 /// each response message handed to `onMessage` on the event loop as soon as it is whole.
 /// Event loop only, except its creation.
 ///
 /// `onMessage` runs on the connection's event loop, so it must not block; throwing from it resets
-/// the stream and ends the call with that error.
+/// the stream and ends the call with that error. Returning `false` says its consumer is full: the
+/// stream's flow-control window is then held (the server can send what the window still allows,
+/// then waits) until ``releaseWindow()``.
 final class StreamCall: ChannelCall, @unchecked Sendable {
     let headers: HPACKHeaders
     let maxMessageBytes: Int
-    private let onMessage: @Sendable (ByteBuffer) throws -> Void
+    private let onMessage: @Sendable (ByteBuffer) throws -> Bool
 
     private enum Phase { case created, started, ended }
     private var phase = Phase.created
@@ -27,8 +30,10 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     var receivedHeaders = false
     /// Received DATA bytes not yet returned to the stream's window.
     var unacknowledged = 0
+    /// The consumer is full: received bytes are not returned to the stream's window.
+    private(set) var isWindowHeld = false
 
-    init(headers: HPACKHeaders, maxMessageBytes: Int, onMessage: @escaping @Sendable (ByteBuffer) throws -> Void) {
+    init(headers: HPACKHeaders, maxMessageBytes: Int, onMessage: @escaping @Sendable (ByteBuffer) throws -> Bool) {
         self.headers = headers
         self.maxMessageBytes = maxMessageBytes
         self.onMessage = onMessage
@@ -95,8 +100,15 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
             guard self.inbound.readableBytes >= 5 + Int(length) else { return }
             self.inbound.moveReaderIndex(forwardBy: 5)
             let message = self.inbound.readSlice(length: Int(length))!
-            try self.onMessage(message)
+            if try !self.onMessage(message) { self.isWindowHeld = true }
         }
+    }
+
+    /// The consumer has room again: the bytes received meanwhile go back to the stream's window.
+    func releaseWindow() {
+        guard self.isWindowHeld else { return }
+        self.isWindowHeld = false
+        if let stream = self.stream, self.phase == .started { stream.handler.releaseWindow(of: self, stream.id) }
     }
 
     /// Whether a message has begun and not ended (the stream must not end here).
@@ -118,4 +130,17 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
         self.continuation?.resume()
         self.continuation = nil
     }
+}
+
+/// Gives a stream's held window back from its consumer's side, off the event loop: the consumer's
+/// buffer calls it once it has room again (``StreamCall/releaseWindow()``, on the loop).
+final class StreamWindowRelease: Sendable {
+    private let action = Mutex<(@Sendable () -> Void)?>(nil)
+
+    init() {}
+
+    /// What a release does: set by ``FrameChannel`` when the stream starts.
+    func bind(_ action: @escaping @Sendable () -> Void) { self.action.withLock { $0 = action } }
+
+    func callAsFunction() { self.action.withLock { $0 }?() }
 }

@@ -205,6 +205,10 @@ final class WatchStream: Sendable {
 
     // MARK: The stream
 
+    /// Received bytes the stream's task may fall behind by before the stream's window is held:
+    /// beyond it, the server can send at most one more window (``FrameConnectionHandler/targetWindow``).
+    static let receivedLimit = 4 << 20
+
     /// Keeps the stream open until cancelled (the client shuts down), then ends every watch.
     func run() async {
         var attempt = 0
@@ -233,8 +237,12 @@ final class WatchStream: Sendable {
                 // and handles them in arrival order (as Go's client does in its watch stream's
                 // goroutine), so the loop goes back to reading, and to the connection's other calls,
                 // while the watches' consumers are woken from here. What arrived before the stream
-                // ended is handled before it is reopened.
-                let received = ResponseBuffer<ByteBuffer>(limit: nil)
+                // ended is handled before it is reopened. When this task falls behind (it gets no
+                // CPU) by `receivedLimit` bytes, the stream's flow-control window is held until it
+                // has caught up: the server waits, instead of the client's memory growing.
+                let windowRelease = StreamWindowRelease()
+                let received = ResponseBuffer<ByteBuffer>(
+                    limit: Self.receivedLimit, cost: { $0.readableBytes }, onDrained: { windowRelease() })
                 let endpoint = connection.endpoint
                 let (streamMetadata, streamOptions) = (metadata, options)
                 let error = await withTaskGroup(of: (any Error)?.self) { group -> (any Error)? in
@@ -245,8 +253,9 @@ final class WatchStream: Sendable {
                                 Etcdserverpb_Watch.Method.Watch.self, metadata: streamMetadata, options: streamOptions,
                                 onResponse: { bytes in
                                     receivedMessages.set()
-                                    _ = received.push(bytes)
+                                    return received.push(bytes)
                                 },
+                                windowRelease: windowRelease,
                                 requests: { send in
                                     for await request in requests { send(request) }
                                 }
@@ -260,6 +269,7 @@ final class WatchStream: Sendable {
                     // the stream (its later responses are not read) and is the error reported.
                     var handlingError: (any Error)?
                     while let bytes = try? await received.next() {
+                        if let hold = self.client.watchStreamHold.withLock({ $0 }) { await hold.wait() }
                         do {
                             let message = try EndpointConnection.decode(
                                 bytes, as: Etcdserverpb_WatchResponse.self, method: "Watch", endpoint)
