@@ -112,6 +112,20 @@ struct FrameConnectionScriptTests {
         }
     }
 
+    /// Opens `call`'s stream on the connection's event loop; the task ends with the stream.
+    private func begin(_ call: StreamCall) -> Task<Void, any Error> {
+        let loop = self.channel.testingEventLoop
+        let handler = self.handler
+        return Task {
+            try await withCheckedThrowingContinuation { continuation in
+                loop.execute {
+                    guard call.begin(continuation) else { return }
+                    handler.openStream(call)
+                }
+            }
+        }
+    }
+
     /// Starts a unary call on the connection and waits until its request is written.
     private func start() async throws -> (Task<ByteBuffer, any Error>, HTTP2StreamID) {
         let task = self.begin(
@@ -260,16 +274,8 @@ struct FrameConnectionScriptTests {
         let recorder = FlushRecorder()
         try await self.channel.pipeline.addHandler(recorder, position: .first)
         let loop = self.channel.testingEventLoop
-        let handler = self.handler
         let call = StreamCall(headers: [":path": "/test"], maxMessageBytes: 1024, onMessage: { _ in true })
-        let running = Task {
-            try await withCheckedThrowingContinuation { continuation in
-                loop.execute {
-                    guard call.begin(continuation) else { return }
-                    handler.openStream(call)
-                }
-            }
-        }
+        let running = self.begin(call)
         let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         guard case .headers = headers.payload else { throw TestFailure("expected HEADERS, got \(headers)") }
 
@@ -303,7 +309,6 @@ struct FrameConnectionScriptTests {
     )
     func streamWindowHeldWhileConsumerIsFull() async throws {
         let loop = self.channel.testingEventLoop
-        let handler = self.handler
         let consumerFull = Atomic(false)
         let received = Atomic(0)
         let call = StreamCall(
@@ -312,14 +317,7 @@ struct FrameConnectionScriptTests {
                 received.add(1, ordering: .relaxed)
                 return !consumerFull.load(ordering: .relaxed)
             })
-        let running = Task {
-            try await withCheckedThrowingContinuation { continuation in
-                loop.execute {
-                    guard call.begin(continuation) else { return }
-                    handler.openStream(call)
-                }
-            }
-        }
+        let running = self.begin(call)
         let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
         let streamID = headers.streamID
         try await self.channel.writeInbound(
