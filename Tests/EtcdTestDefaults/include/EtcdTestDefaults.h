@@ -8,4 +8,7 @@
 /// default (four tests per core) was set; 0 when the caller's value was kept.
 int etcd_test_default_parallelism_applied(void);
 
+/// The cores the process may run on (its CPU affinity, as `nproc` counts them).
+int etcd_test_cores(void);
+
 #endif
