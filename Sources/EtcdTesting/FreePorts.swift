@@ -74,9 +74,17 @@ enum FreePorts {
     static func candidates() -> [ClosedRange<Int>] {
         guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
         else { return [] }
-        let bounds = text.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        return Self.candidates(outside: text)
+    }
+
+    /// ``candidates()`` for the ephemeral range as the kernel writes it (`"32768\t60999"`).
+    static func candidates(outside ephemeralRange: String) -> [ClosedRange<Int>] {
+        let bounds = ephemeralRange.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
         guard bounds.count == 2, bounds[0] <= bounds[1] else { return [] }
-        let ranges = [10000...(bounds[0] - 1), (bounds[1] + 1)...65535].filter { $0.count > 0 }
+        // Either side may be empty (a range from 1024, or up to 65535): no ClosedRange is made for it.
+        var ranges: [ClosedRange<Int>] = []
+        if bounds[0] > 10000 { ranges.append(10000...min(bounds[0] - 1, 65535)) }
+        if bounds[1] < 65535 { ranges.append(max(bounds[1] + 1, 10000)...65535) }
         return ranges.reduce(0) { $0 + $1.count } >= 1000 ? ranges : []
     }
 

@@ -33,6 +33,17 @@ struct EtcdTestingTests {
         }
     }
 
+    @Test("the ports outside any ephemeral range the kernel may have, including ranges reaching 10000 or 65535")
+    func freePortCandidates() {
+        #expect(FreePorts.candidates(outside: "32768\t60999\n") == [10000...32767, 61000...65535])
+        #expect(FreePorts.candidates(outside: "1024 65000") == [], "535 ports above it: too few")
+        #expect(FreePorts.candidates(outside: "1024 60000") == [60001...65535])
+        #expect(FreePorts.candidates(outside: "32768 65535") == [10000...32767])
+        #expect(FreePorts.candidates(outside: "1024 65535") == [])
+        #expect(FreePorts.candidates(outside: "70000 80000") == [10000...65535])
+        #expect(FreePorts.candidates(outside: "garbage") == [])
+    }
+
     @Test("a spawned process gets standard input, output and error, and none of the test's other descriptors")
     func processDescriptors() async throws {
         // An open socket in the test process must not reach the child.
