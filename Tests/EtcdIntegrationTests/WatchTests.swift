@@ -289,39 +289,42 @@ struct WatchTests {
     func streamTaskBehind() async throws {
         try await withEtcd { cluster, client in
             let value = String(repeating: "w", count: 64 << 10)
-            try await client.watch("big", options: .createdNotify) { responses in
-                var iterator = responses.makeAsyncIterator()
-                #expect(try await iterator.next()?.isCreated == true)
-                // The stream's task handles nothing more, as when it gets no CPU; the puts go on.
-                let hold = OneTimeEvent()
-                client.watchStreamHold.withLock { $0 = hold }
-                defer { hold.signal() }
-                var revisions: [Int64] = []
-                for _ in 0..<600 {
-                    revisions.append(try await client.put("big", value: value).header.revision)
-                }
-                // 37.5 MiB were written. The client takes 4 MiB behind its task plus one window (8 MiB),
-                // then returns no more window: the server's sends block, and etcd counts the watcher
-                // as slow (its channel of 128 responses fills). Bounded wait for the server's view.
-                let deadline = ContinuousClock.now + .seconds(20)
-                func slowWatchers() throws -> Double? {
-                    try cluster.members[0].metrics()["etcd_debugging_mvcc_slow_watcher_total"]
-                }
-                var slow = try slowWatchers()
-                while slow != 1, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                    slow = try slowWatchers()
-                }
-                #expect(slow == 1, "the server was never held back")
-                hold.signal()
-                var seen: [Int64] = []
-                while seen.count < revisions.count, let response = try await iterator.next() {
-                    for event in response.events {
-                        #expect(event.kv.value.count == value.utf8.count)
-                        seen.append(event.kv.modRevision)
+            // The whole exchange is bounded: the reading after the hold waits on the server too.
+            try await within(.seconds(90), "the held-back watch to deliver every event") {
+                try await client.watch("big", options: .createdNotify) { responses in
+                    var iterator = responses.makeAsyncIterator()
+                    #expect(try await iterator.next()?.isCreated == true)
+                    // The stream's task handles nothing more, as when it gets no CPU; the puts go on.
+                    let hold = OneTimeEvent()
+                    client.watchStreamHold.withLock { $0 = hold }
+                    defer { hold.signal() }
+                    var revisions: [Int64] = []
+                    for _ in 0..<600 {
+                        revisions.append(try await client.put("big", value: value).header.revision)
                     }
+                    // 37.5 MiB were written. The client takes 4 MiB behind its task plus one window (8 MiB),
+                    // then returns no more window: the server's sends block, and etcd counts the watcher
+                    // as slow (its channel of 128 responses fills). Bounded wait for the server's view.
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    func slowWatchers() throws -> Double? {
+                        try cluster.members[0].metrics()["etcd_debugging_mvcc_slow_watcher_total"]
+                    }
+                    var slow = try slowWatchers()
+                    while slow != 1, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(20))
+                        slow = try slowWatchers()
+                    }
+                    #expect(slow == 1, "the server was never held back")
+                    hold.signal()
+                    var seen: [Int64] = []
+                    while seen.count < revisions.count, let response = try await iterator.next() {
+                        for event in response.events {
+                            #expect(event.kv.value.count == value.utf8.count)
+                            seen.append(event.kv.modRevision)
+                        }
+                    }
+                    #expect(seen == revisions)
                 }
-                #expect(seen == revisions)
             }
             client.watchStreamHold.withLock { $0 = nil }
         }

@@ -108,7 +108,8 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     func releaseWindow() {
         guard self.isWindowHeld else { return }
         self.isWindowHeld = false
-        if let stream = self.stream, self.phase == .started { stream.handler.releaseWindow(of: self, stream.id) }
+        // The handler ignores a stream that has ended (it has forgotten it).
+        if let stream = self.stream { stream.handler.releaseWindow(of: self, stream.id) }
     }
 
     /// Whether a message has begun and not ended (the stream must not end here).
