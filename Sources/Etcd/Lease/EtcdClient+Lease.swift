@@ -85,8 +85,8 @@ extension EtcdClient {
     /// Renews a lease once, on a stream of its own, and returns the renewed TTL.
     ///
     /// An answer of TTL 0 is checked once more half a second later before the lease is reported
-    /// gone: etcd before 3.5.3 gives it for a lease whose grant the answering member has not
-    /// applied yet (etcd-io/etcd#13675).
+    /// gone: etcd 3.5 before 3.5.3 and 3.4 before 3.4.20 give it for a lease whose grant the
+    /// answering member has not applied yet (etcd-io/etcd#13675).
     ///
     /// - Throws: ``EtcdClientError`` `leaseNotFound` when the lease does not exist.
     public func keepAliveOnce(_ id: Int64) async throws -> EtcdLeaseKeepAliveResponse {

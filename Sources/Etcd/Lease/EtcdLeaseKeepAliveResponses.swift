@@ -5,9 +5,10 @@
 /// Every acknowledgement is delivered, however slowly the sequence is read: renewals never wait
 /// for the reader. The sequence throws ``EtcdClientError`` `leaseNotFound` when the server says the
 /// lease is gone (revoked, or expired) twice, the second time to a renewal sent half a second after
-/// the first answer (etcd before 3.5.3 says so for a lease whose grant it has not applied yet), and
-/// `leaseExpired` when no renewal was acknowledged before its deadline. It ends without an error
-/// when the client shuts down. Cancelling the task reading it throws `CancellationError`.
+/// the first answer (etcd 3.5 before 3.5.3 and 3.4 before 3.4.20 say so for a lease whose grant
+/// they have not applied yet), and `leaseExpired` when no renewal was acknowledged before its
+/// deadline. It ends without an error when the client shuts down. Cancelling the task reading it
+/// throws `CancellationError`.
 public struct EtcdLeaseKeepAliveResponses: AsyncSequence, Sendable {
     public typealias Element = EtcdLeaseKeepAliveResponse
     public typealias Failure = any Error

@@ -20,10 +20,10 @@ final class Lessor: Sendable {
 
     /// How long after a TTL <= 0 answer the lease is asked about again before it is given up.
     ///
-    /// etcd before 3.5.3 (etcd-io/etcd#13675) answers a renewal with TTL 0 when the member that
-    /// handles it has not yet applied the lease's grant: a lease just granted through another member,
-    /// or any lease on a leader still applying entries after an election. Applying takes
-    /// milliseconds, so a renewal sent this much later gets the true answer.
+    /// etcd 3.5 before 3.5.3 and 3.4 before 3.4.20 (etcd-io/etcd#13675) answer a renewal with TTL 0
+    /// when the member that handles it has not yet applied the lease's grant: a lease just granted
+    /// through another member, or any lease on a leader still applying entries after an election.
+    /// Applying takes milliseconds, so a renewal sent this much later gets the true answer.
     static let notFoundRecheckDelay = Duration.milliseconds(500)
 
     /// The longest wait before the keepalive stream is opened again after it failed (the retry
