@@ -493,6 +493,7 @@ public final class EtcdTestCluster: Sendable {
     public func shutdown() async {
         for member in self.members + self.joined.withLock({ $0 }) {
             try? await member.kill()
+            member.releasePorts()
         }
         for bridge in self.peerBridges { await bridge.close() }
         try? FileManager.default.removeItem(atPath: self.directory)

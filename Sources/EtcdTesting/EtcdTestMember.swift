@@ -32,6 +32,8 @@ public final class EtcdTestMember: Sendable {
     public let advertisedPeerPort: Int
 
     private let process = Mutex<EtcdTestProcess?>(nil)
+    /// Sockets holding the member's client and peer ports while it is stopped (``holdPorts()``).
+    private let heldPorts = Mutex<[Int32]>([])
 
     init(
         name: String,
@@ -67,6 +69,7 @@ public final class EtcdTestMember: Sendable {
     public func start() throws {
         try self.process.withLock { process in
             if process?.isRunning == true { return }
+            self.releasePorts()
             // etcd reads ETCD_* variables as flags; keep the test runner's (ETCD_BINARY, ...) away from it.
             process = try EtcdTestProcess(
                 self.binary,
@@ -78,11 +81,17 @@ public final class EtcdTestMember: Sendable {
     }
 
     /// Kills the process with SIGKILL (a crash) and waits until it is gone.
+    ///
+    /// Its client and peer ports stay held for it until ``start()``, bound but not listening:
+    /// connections to them are refused, and another process's search for a free port passes them
+    /// over.
     public func kill() async throws {
         try await self.signalAndWait(SIGKILL)
     }
 
     /// Stops the process with SIGTERM (a clean shutdown) and waits until it is gone; SIGKILL after 10 s.
+    ///
+    /// Its ports stay held for it until ``start()``, as after ``kill()``.
     public func stop() async throws {
         try await self.signalAndWait(SIGTERM)
     }
@@ -115,11 +124,40 @@ public final class EtcdTestMember: Sendable {
         guard let process = self.current, process.isRunning else { return }
         process.send(SIGCONT)  // a paused process cannot handle SIGTERM
         process.send(signal)
-        if await process.waitForExit(timeout: .seconds(10)) != nil { return }
-        process.send(SIGKILL)
-        if await process.waitForExit(timeout: .seconds(10)) != nil { return }
-        throw EtcdTestingError("member \(self.name) (pid \(process.processID)) did not exit after SIGKILL")
+        if await process.waitForExit(timeout: .seconds(10)) == nil {
+            process.send(SIGKILL)
+            guard await process.waitForExit(timeout: .seconds(10)) != nil else {
+                throw EtcdTestingError("member \(self.name) (pid \(process.processID)) did not exit after SIGKILL")
+            }
+        }
+        self.holdPorts()
     }
+
+    /// Holds the stopped member's client and peer ports until it starts again, so that another
+    /// process looking for a free port does not take one meanwhile (this process's own free ports
+    /// already pass them over): its restart would then fail. Connections to them are still refused.
+    private func holdPorts() {
+        let held = [self.clientPort, self.peerPort].compactMap { Loopback.hold(port: $0) }
+        let previous = self.heldPorts.withLock { ports in
+            defer { ports = held }
+            return ports
+        }
+        for fd in previous { close(fd) }
+    }
+
+    /// Lets the ports go: before the member starts, and when its cluster is removed.
+    func releasePorts() {
+        let held = self.heldPorts.withLock { ports in
+            defer { ports = [] }
+            return ports
+        }
+        for fd in held { close(fd) }
+    }
+
+    /// How many of the member's ports are held for it while it is stopped (for tests).
+    var heldPortCount: Int { self.heldPorts.withLock { $0.count } }
+
+    deinit { self.releasePorts() }
 
     /// Waits until the process has exited; `false` if it is still running after `timeout`.
     public func waitForExit(timeout: Duration) async -> Bool {

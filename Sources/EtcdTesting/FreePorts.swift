@@ -27,6 +27,28 @@ enum Loopback {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         return address
     }
+
+    /// A socket that holds `port` on 127.0.0.1 without listening; nil when the port is taken.
+    ///
+    /// Connections to the port are refused as if nothing were there, and no socket can bind the
+    /// port without `SO_REUSEADDR` meanwhile: free-port probes (ours, in any process, and most
+    /// others') pass it over. The hold sets `SO_REUSEADDR` itself, so that connections of the
+    /// port's last owner waiting in `TIME_WAIT` do not keep it from binding, and so that the port's
+    /// owner (etcd sets the option too) can bind it again while it is held.
+    static func hold(port: Int) -> Int32? {
+        guard let fd = try? Self.socket() else { return nil }
+        var one: Int32 = 1
+        let bound =
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) == 0
+            && withUnsafePointer(to: Self.address(port: port)) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        if bound { return fd }
+        close(fd)
+        return nil
+    }
 }
 
 enum FreePorts {

@@ -205,6 +205,52 @@ struct EtcdTestingTests {
         }
     }
 
+    @Test(
+        "a stopped member's ports are held for it until it starts: another process's free-port probe cannot bind them, connections to them are refused, and the member starts on them again"
+    )
+    func stoppedMemberPortsHeld() async throws {
+        var removed: EtcdTestMember?
+        try await withEtcdTestCluster(.init(members: 1)) { cluster in
+            let member = cluster.members[0]
+            removed = member
+            try await member.stop()
+            #expect(member.heldPortCount == 2)
+            for port in [member.clientPort, member.peerPort] {
+                // A free-port probe binds without SO_REUSEADDR, as FreePorts does in another process.
+                #expect(Self.bindError(port) == EADDRINUSE, "port \(port) of the stopped member can be bound")
+                #expect(Self.connectError(port) == ECONNREFUSED, "port \(port) of the stopped member accepts")
+            }
+            try member.start()
+            #expect(member.heldPortCount == 0)
+            try await cluster.waitUntilHealthy()
+            try await withEtcdClient(cluster.clientConfiguration()) { client in
+                try await withEtcdTimeout(.seconds(10)) { try await client.put("k", value: "v") }
+            }
+            try await member.kill()
+            #expect(member.heldPortCount == 2)
+        }
+        #expect(removed?.heldPortCount == 0, "the removed cluster's member still holds its ports")
+    }
+
+    /// The errno of binding 127.0.0.1:`port` without `SO_REUSEADDR` (0 when it binds).
+    private static func bindError(_ port: Int) -> Int32 {
+        Self.withSocket(port) { fd, address in bind(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+
+    /// The errno of connecting to 127.0.0.1:`port` (0 when it connects).
+    private static func connectError(_ port: Int) -> Int32 {
+        Self.withSocket(port) { fd, address in connect(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+
+    private static func withSocket(_ port: Int, _ body: (Int32, UnsafePointer<sockaddr>) -> Int32) -> Int32 {
+        guard let fd = try? Loopback.socket() else { return -1 }
+        defer { close(fd) }
+        let result = withUnsafePointer(to: Loopback.address(port: port)) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body(fd, $0) }
+        }
+        return result == 0 ? 0 : errno
+    }
+
     @Test("the leader of a 3-member cluster is found, and a new one is elected when it dies")
     func leader() async throws {
         try await withEtcdTestCluster(.init(members: 3)) { cluster in
