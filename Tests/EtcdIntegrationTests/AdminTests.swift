@@ -188,6 +188,22 @@ struct AdminTests {
         }
     }
 
+    @Test(
+        "a snapshot to a path that cannot be written fails with invalidArgument and the system's reason, leaving no file"
+    )
+    func snapshotUnwritable() async throws {
+        try await withEtcd { cluster, client in
+            let path = cluster.directory + "/missing-folder/backup.db"
+            let error = await etcdErrorCode { try await client.snapshot(to: path) }
+            #expect(error?.code == .invalidArgument)
+            #expect(
+                error?.message
+                    == "cannot write the snapshot file \(path).part: No such file or directory; give a path in an existing folder this process can write to"
+            )
+            #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/missing-folder"))
+        }
+    }
+
     @Test("NOSPACE: puts fail with noSpace and the alarm is listed, until compaction, defrag and disarm")
     func noSpace() async throws {
         try await withEtcd(arguments: ["--quota-backend-bytes", "\(1 << 20)"]) { cluster, client in

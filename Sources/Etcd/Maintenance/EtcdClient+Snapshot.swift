@@ -27,7 +27,8 @@ extension EtcdClient {
     ///   - progress: called after each chunk with the bytes written so far and the bytes the member
     ///     says remain.
     /// - Throws: ``EtcdClientError`` `corrupt` when the checksum does not match; `invalidArgument`
-    ///   when `path` cannot be written.
+    ///   when `path` cannot be written, with the system's reason (a missing folder, no permission),
+    ///   before anything is asked of the server.
     @discardableResult
     public func snapshot(
         to path: String,
@@ -36,11 +37,16 @@ extension EtcdClient {
     ) async throws -> EtcdSnapshot {
         let pinned = try endpoint.map { endpoint throws(EtcdClientError) in try self.connection(for: endpoint) }
         let partial = path + ".part"
-        guard FileManager.default.createFile(atPath: partial, contents: nil),
-            let file = FileHandle(forWritingAtPath: partial)
-        else {
-            throw EtcdClientError(code: .invalidArgument, message: "cannot write the snapshot file \(partial)")
+        let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw EtcdClientError(
+                code: .invalidArgument,
+                message:
+                    "cannot write the snapshot file \(partial): \(reason); give a path in an existing folder this process can write to"
+            )
         }
+        let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         do {
             let (size, version, digestMatches) = try await self.call(
                 "Snapshot", retry: .idempotent, pinned: pinned
