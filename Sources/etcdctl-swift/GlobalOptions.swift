@@ -49,6 +49,7 @@ struct GlobalOptions: Sendable {
             }
         }
         var rest: [String] = []
+        var endpointsGiven = false
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
@@ -77,7 +78,13 @@ struct GlobalOptions: Sendable {
                 guard let value = inline ?? (index + 1 < arguments.count ? arguments[index + 1] : nil) else {
                     throw ExitError(EtcdctlExit.error, "flag needs an argument: \(argument)")
                 }
+                // A list flag, as in etcdctl: the first --endpoints replaces the default, later ones add.
+                let earlier = name == "endpoints" && endpointsGiven ? options.endpoints : []
                 try options.set(name, value)
+                if name == "endpoints" {
+                    options.endpoints = earlier + options.endpoints
+                    endpointsGiven = true
+                }
                 index += inline == nil ? 2 : 1
             } else if Self.booleans.contains(name) {
                 try options.set(name, inline ?? "true")

@@ -414,6 +414,12 @@ struct EtcdctlCompatibilityTests {
                 ] {
                     try await self.compare(cluster, unreachable + arguments, mask: Self.maskNumbers)
                 }
+                // --endpoints given more than once: the lists add up (etcdctl's string slice flag).
+                let endpoints = cluster.clientEndpoints
+                try await self.compare(
+                    cluster,
+                    ["--endpoints", endpoints[0], "--endpoints=\(endpoints[1]),\(endpoints[2])", "endpoint", "status"],
+                    mask: Self.maskNumbers)
 
                 // member add (as learner): each tool adds a member of its own, removed again afterwards.
                 let removeLearners: @Sendable () async throws -> Void = {
