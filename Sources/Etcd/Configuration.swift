@@ -9,9 +9,15 @@ extension EtcdClient {
     /// Defaults follow etcd's Go client, except that keepalive pings are on: without them a
     /// black-holed or paused member would hang a watch forever.
     public struct Configuration: Sendable {
-        /// The cluster's client URLs: `host:port`, `http://host:port` or `https://host:port`.
+        /// The cluster's client URLs: `host:port`, `http://host:port` or `https://host:port`, or a
+        /// Unix domain socket as Go's client takes it: `unix://path` or `unixs://path` (TLS).
         ///
-        /// `https://` endpoints use TLS; bare `host:port` endpoints use TLS when ``tls`` is set.
+        /// `https://` and `unixs://` endpoints use TLS; bare `host:port` endpoints use TLS when
+        /// ``tls`` is set. etcd listens on `unix://localhost:2379` as a socket file named
+        /// `localhost:2379` in its working folder: give `unix://` with that file's path
+        /// (`unix:///var/lib/etcd/localhost:2379`), or the same relative path when this process
+        /// shares etcd's folder. Over `unixs://` the server's certificate is checked for
+        /// ``TLS/serverName`` if set, else for `localhost`.
         public var endpoints: [String]
         /// How long to keep trying to reach an endpoint before a call without its own deadline fails with `unavailable`.
         public var dialTimeout: Duration
@@ -187,26 +193,35 @@ struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         case ipv4(String)
         case ipv6(String)
         case dns(String)
+        /// A Unix domain socket's path (the endpoint's port is 0).
+        case unix(String)
     }
     var host: Host
     var port: Int
     var useTLS: Bool
 
+    /// The host for `:authority` and TLS: a Unix socket's is `localhost`, as Go's client uses.
     var hostString: String {
         switch self.host {
         case .ipv4(let h), .dns(let h): return h
         case .ipv6(let h): return "[\(h)]"
+        case .unix: return "localhost"
         }
     }
 
-    var description: String { "\(self.useTLS ? "https" : "http")://\(self.hostString):\(self.port)" }
+    var description: String {
+        if case .unix(let path) = self.host { return "\(self.useTLS ? "unixs" : "unix")://\(path)" }
+        return "\(self.useTLS ? "https" : "http")://\(self.hostString):\(self.port)"
+    }
 
-    /// Parses `host:port`, `http://host:port` or `https://host:port` (a trailing `/` is allowed).
+    /// Parses `host:port`, `http://host:port` or `https://host:port` (a trailing `/` is allowed),
+    /// or `unix://path` and `unixs://path` (the path is everything after `://`, as in Go's client).
     static func parse(_ text: String, tlsByDefault: Bool) throws(EtcdClientError) -> EtcdEndpoint {
         func fail(_ why: String) -> EtcdClientError {
             EtcdClientError(
                 code: .invalidConfiguration,
-                message: "invalid endpoint '\(text)': \(why); use host:port, http://host:port or https://host:port"
+                message:
+                    "invalid endpoint '\(text)': \(why); use host:port, http://host:port, https://host:port or unix://path"
             )
         }
         var rest = Substring(text.trimmingWhitespace())
@@ -214,12 +229,15 @@ struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         var useTLS = tlsByDefault
         if let schemeEnd = rest.firstIndex(of: ":"), rest[schemeEnd...].hasPrefix("://") {
             let scheme = rest[..<schemeEnd].lowercased()
+            rest = rest[rest.index(schemeEnd, offsetBy: 3)...]
             switch scheme {
             case "http": useTLS = false
             case "https": useTLS = true
+            case "unix", "unixs":
+                guard !rest.isEmpty else { throw fail("the socket's path is missing") }
+                return EtcdEndpoint(host: .unix(String(rest)), port: 0, useTLS: scheme == "unixs")
             default: throw fail("unknown scheme '\(scheme)'")
             }
-            rest = rest[rest.index(schemeEnd, offsetBy: 3)...]
         }
         while rest.hasSuffix("/") { rest = rest.dropLast() }
         if rest.contains("/") || rest.contains("?") || rest.contains("@") {

@@ -407,13 +407,16 @@ extension EtcdClientError {
         case .unavailable:
             code = .unavailable
             let target = endpoint ?? "the endpoint"
+            // The schemes to suggest: a Unix socket's where the endpoint is one.
+            let isUnix = endpoint?.hasPrefix("unix") == true
+            let (plaintext, secure) = isUnix ? ("unix://", "unixs://") : ("http://", "https://")
             if let tls = Self.tlsFailure(in: rpc) {
                 var error = EtcdClientError(
                     code: .unavailable,
                     message: """
                         TLS handshake with \(target) failed: \(tls); check Configuration.tls (trustedCAFile, \
-                        serverName, certificateFile and keyFile), or use an http:// endpoint if the server does not \
-                        serve TLS
+                        serverName, certificateFile and keyFile), or use the \(plaintext) scheme if the server does \
+                        not serve TLS
                         """,
                     cause: rpc,
                     endpoint: endpoint,
@@ -425,8 +428,8 @@ extension EtcdClientError {
             }
             if rpc.message.contains("closed the connection before completing the HTTP/2 connection preface") {
                 message = """
-                    \(target) closed the connection before HTTP/2 started; if it serves TLS, use an https:// \
-                    endpoint or set Configuration.tls
+                    \(target) closed the connection before HTTP/2 started; if it serves TLS, use the \(secure) \
+                    scheme or set Configuration.tls
                     """
             } else {
                 message = "endpoint \(target) is unavailable: \(rpc.message)"

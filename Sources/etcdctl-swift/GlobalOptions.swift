@@ -166,7 +166,7 @@ struct GlobalOptions: Sendable {
         configuration.keepAlive = .init(time: self.keepAliveTime, timeout: self.keepAliveTimeout)
         let wantsTLS =
             self.caFile != nil || self.certFile != nil || self.keyFile != nil || self.insecureSkipVerify
-            || self.endpoints.contains { $0.hasPrefix("https://") }
+            || self.endpoints.contains { $0.hasPrefix("https://") || $0.hasPrefix("unixs://") }
         if wantsTLS {
             var tls = EtcdClient.Configuration.TLS()
             tls.trustedCAFile = self.caFile

@@ -6,6 +6,70 @@ import Testing
 
 @Suite("Connections and lifecycle", .timeLimit(.minutes(2)))
 struct ConnectionTests {
+    @Test(
+        "unix:// and unixs:// endpoints reach etcd on a Unix socket, named as etcd names it: calls, a watch, a lease, member list",
+        arguments: [false, true]
+    )
+    func unixSocket(tls: Bool) async throws {
+        let folder = FileManager.default.temporaryDirectory
+            .appendingPathComponent("swift-etcd-unix-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let scheme = tls ? "unixs" : "unix"
+        let certificates = tls ? try EtcdTestCertificates.generate(in: "\(folder)/tls") : nil
+        // etcd listens on unix://localhost:2379 as the file "localhost:2379" in its working folder.
+        var flags = [
+            "--name", "u", "--data-dir", "data",
+            "--listen-client-urls", "\(scheme)://localhost:2379", "--advertise-client-urls",
+            "\(scheme)://localhost:2379",
+            "--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:1",
+            "--initial-cluster", "u=http://127.0.0.1:1",
+        ]
+        if let certificates {
+            flags += ["--cert-file", certificates.serverCertificateFile, "--key-file", certificates.serverKeyFile]
+        }
+        let etcd = try EtcdTestProcess(
+            "/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", folder, try EtcdBinary.locate()] + flags,
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") },
+            output: .file("\(folder)/log"))
+        defer {
+            etcd.send(SIGKILL)
+            _ = etcd.waitUntilExit()
+        }
+        var configuration = EtcdClient.Configuration(endpoints: ["\(scheme)://\(folder)/localhost:2379"])
+        configuration.tls = certificates.map { .init(trustedCAFile: $0.caFile) }
+        try await withEtcdClient(configuration) { client in
+            try await within(.seconds(20), "etcd to serve on its Unix socket") {
+                while (try? await client.status(endpoint: client.endpoints[0]))?.leader ?? 0 == 0 {
+                    try await Task.sleep(for: .milliseconds(50))  // nothing announces readiness
+                }
+            }
+            #expect(client.endpoints == ["\(scheme)://\(folder)/localhost:2379"])
+            try await client.watch("unix/", options: .prefix) { responses in
+                try await client.put("unix/a", value: "over a socket")
+                for try await response in responses where !response.events.isEmpty {
+                    #expect(response.events.map(\.kv.keyString) == ["unix/a"])
+                    break
+                }
+            }
+            #expect(try await client.get("unix/a").kvs.first?.valueString == "over a socket")
+            let lease = try await client.grant(ttl: 30)
+            #expect(try await client.keepAliveOnce(lease.id).ttl > 0)
+            #expect(try await client.memberList().members.first?.clientURLs == ["\(scheme)://localhost:2379"])
+            // A server stream through grpc-swift's transport, the other connection an endpoint has.
+            #expect(try await client.snapshot(to: "\(folder)/backup.db").size > 0)
+        }
+        if tls {
+            // The server's certificate is checked (for localhost): without the test CA it is refused.
+            configuration.tls = .init()
+            let error = await etcdErrorCode {
+                try await withEtcdClient(configuration) { client in _ = try await client.get("unix/a") }
+            }
+            #expect(
+                error?.message.contains("certificate could not be verified") == true, "\(String(describing: error))")
+        }
+    }
+
     @Test("a busy client keeps its connection: etcd's flood of PINGs does not close it")
     func busyConnectionSurvivesServerPings() async throws {
         // etcd (gRPC-Go) sends a PING whenever data arrives; without PingAnsweringHandler the

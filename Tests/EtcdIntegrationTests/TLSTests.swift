@@ -99,7 +99,7 @@ struct TLSTests {
             plaintext.dialTimeout = .seconds(2)
             let error = await failure(plaintext)
             #expect(error?.code == .unavailable)
-            #expect(error?.message.contains("use an https:// endpoint") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("use the https:// scheme") == true, "\(String(describing: error))")
         }
         try await withEtcdTestCluster { cluster in
             var tls = EtcdClient.Configuration(endpoints: cluster.members.map { "https://127.0.0.1:\($0.clientPort)" })

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Configuration")
 struct ConfigurationTests {
-    @Test("endpoints parse as host:port, http:// and https://")
+    @Test("endpoints parse as host:port, http://, https://, and unix:// or unixs:// with a socket's path")
     func validEndpoints() throws {
         let plain = try EtcdEndpoint.parse("127.0.0.1:2379", tlsByDefault: false)
         #expect(plain.host == .ipv4("127.0.0.1") && plain.port == 2379 && !plain.useTLS)
@@ -17,13 +17,20 @@ struct ConfigurationTests {
         #expect(https.useTLS && https.description == "https://10.0.0.1:2379")
         let v6 = try EtcdEndpoint.parse("[::1]:2379", tlsByDefault: false)
         #expect(v6.host == .ipv6("::1") && v6.description == "http://[::1]:2379")
+        // Go's client takes everything after unix:// as the path: etcd's own form is relative.
+        let absolute = try EtcdEndpoint.parse("unix:///var/lib/etcd/localhost:2379", tlsByDefault: true)
+        #expect(absolute.host == .unix("/var/lib/etcd/localhost:2379") && !absolute.useTLS)
+        #expect(absolute.description == "unix:///var/lib/etcd/localhost:2379" && absolute.hostString == "localhost")
+        let relative = try EtcdEndpoint.parse("UNIXS://localhost:2379", tlsByDefault: false)
+        #expect(relative.host == .unix("localhost:2379") && relative.useTLS)
+        #expect(relative.description == "unixs://localhost:2379")
     }
 
     @Test(
         "malformed endpoints are refused with a message naming them",
         arguments: [
             "", "127.0.0.1", "ftp://127.0.0.1:2379", "127.0.0.1:0", "127.0.0.1:70000", "host:port",
-            "http://:2379", "::1:2379", "http://h:1/path", "bad host:2379", "unix:///tmp/etcd.sock",
+            "http://:2379", "::1:2379", "http://h:1/path", "bad host:2379", "unix://", "unixs://",
         ]
     )
     func malformedEndpoints(endpoint: String) {

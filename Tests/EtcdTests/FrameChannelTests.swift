@@ -81,7 +81,7 @@ struct FrameConnectionScriptTests {
 
     init() async throws {
         let settings = FrameChannel.Settings(
-            host: "127.0.0.1", port: 1, authority: "127.0.0.1:1", sslContext: nil, serverHostname: nil,
+            address: .tcp(host: "127.0.0.1", port: 1), authority: "127.0.0.1:1", sslContext: nil, serverHostname: nil,
             dialTimeout: .seconds(1), keepAlive: nil, initialBackoff: .seconds(1), maxBackoff: .seconds(1))
         let owner = FrameChannel(eventLoop: self.channel.testingEventLoop, settings: settings, endpoint: "test")
         self.handler = FrameConnectionHandler(owner: owner)

@@ -52,6 +52,7 @@ package final class EndpointConnection: Sendable {
         case .ipv4(let host): target = .ipv4(address: host, port: endpoint.port)
         case .ipv6(let host): target = .ipv6(address: host, port: endpoint.port)
         case .dns(let host): target = .dns(host: host, port: endpoint.port)
+        case .unix(let path): target = .unixDomainSocket(path: path)
         }
         let security: HTTP2ClientTransport.Posix.TransportSecurity
         if endpoint.useTLS {
@@ -99,6 +100,9 @@ package final class EndpointConnection: Sendable {
             }
             if let serverName = configuration.tls?.serverName, endpoint.useTLS {
                 config.http2.authority = serverName
+            } else if case .unix = endpoint.host {
+                // A socket has no host name: `localhost`, also for TLS, as on the frame connection.
+                config.http2.authority = endpoint.hostString
             }
         }
         do {
@@ -273,15 +277,19 @@ package final class EndpointConnection: Sendable {
         configuration: EtcdClient.Configuration,
         keepAlive: PingAnsweringHandler.KeepAlive?
     ) throws -> FrameChannel.Settings {
-        let host: String
+        let address: FrameChannel.Settings.Address
         var serverHostname: String?
-        switch endpoint.host {
-        case .ipv4(let address), .ipv6(let address): host = address
-        case .dns(let name):
-            host = name
-            serverHostname = name
-        }
         var authority = "\(endpoint.hostString):\(endpoint.port)"
+        switch endpoint.host {
+        case .ipv4(let host), .ipv6(let host): address = .tcp(host: host, port: endpoint.port)
+        case .dns(let name):
+            address = .tcp(host: name, port: endpoint.port)
+            serverHostname = name
+        case .unix(let path):
+            address = .unix(path: path)
+            serverHostname = endpoint.hostString
+            authority = endpoint.hostString
+        }
         var sslContext: NIOSSLContext?
         if endpoint.useTLS {
             let tls = configuration.tls ?? .init()
@@ -302,8 +310,7 @@ package final class EndpointConnection: Sendable {
             }
         }
         return FrameChannel.Settings(
-            host: host,
-            port: endpoint.port,
+            address: address,
             authority: authority,
             sslContext: sslContext,
             serverHostname: serverHostname,

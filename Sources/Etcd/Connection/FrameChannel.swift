@@ -34,8 +34,12 @@ import Synchronization
 final class FrameChannel: @unchecked Sendable {
     /// How to reach the endpoint.
     struct Settings: Sendable {
-        var host: String
-        var port: Int
+        /// Where the server listens.
+        enum Address: Sendable {
+            case tcp(host: String, port: Int)
+            case unix(path: String)
+        }
+        var address: Address
         /// `:authority`, and (without its port) the TLS server name.
         var authority: String
         var sslContext: NIOSSLContext?
@@ -246,9 +250,12 @@ final class FrameChannel: @unchecked Sendable {
         let settings = self.settings
         let handler = FrameConnectionHandler(owner: self)
         self.state = .connecting(handler, [call])
-        ClientBootstrap(group: self.eventLoop)
-            .connectTimeout(settings.dialTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: self.eventLoop).connectTimeout(settings.dialTimeout)
+        if case .tcp = settings.address {
+            bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+        }
+        let connecting =
+            bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -280,10 +287,14 @@ final class FrameChannel: @unchecked Sendable {
                     try pipeline.addHandler(handler)
                 }
             }
-            .connect(host: settings.host, port: settings.port)
-            .whenFailure { error in
-                self.connectionFailed(handler, error: error)
-            }
+        let connected: EventLoopFuture<any Channel>
+        switch settings.address {
+        case .tcp(let host, let port): connected = connecting.connect(host: host, port: port)
+        case .unix(let path): connected = connecting.connect(unixDomainSocketPath: path)
+        }
+        connected.whenFailure { error in
+            self.connectionFailed(handler, error: error)
+        }
     }
 
     /// The server's SETTINGS arrived: the connection takes calls.
