@@ -11,27 +11,13 @@ struct ConnectionTests {
         arguments: [false, true]
     )
     func unixSocket(tls: Bool) async throws {
-        let folder = FileManager.default.temporaryDirectory
-            .appendingPathComponent("swift-etcd-unix-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let folder = try Self.temporaryFolder("unix")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let scheme = tls ? "unixs" : "unix"
         let certificates = tls ? try EtcdTestCertificates.generate(in: "\(folder)/tls") : nil
-        // etcd listens on unix://localhost:2379 as the file "localhost:2379" in its working folder.
-        var flags = [
-            "--name", "u", "--data-dir", "data",
-            "--listen-client-urls", "\(scheme)://localhost:2379", "--advertise-client-urls",
-            "\(scheme)://localhost:2379",
-            "--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:1",
-            "--initial-cluster", "u=http://127.0.0.1:1",
-        ]
-        if let certificates {
-            flags += ["--cert-file", certificates.serverCertificateFile, "--key-file", certificates.serverKeyFile]
-        }
-        let etcd = try EtcdTestProcess(
-            "/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", folder, try EtcdBinary.locate()] + flags,
-            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") },
-            output: .file("\(folder)/log"))
+        let etcd = try Self.startEtcd(
+            in: folder, scheme: scheme,
+            certificate: certificates.map { ($0.serverCertificateFile, $0.serverKeyFile) })
         defer {
             etcd.send(SIGKILL)
             _ = etcd.waitUntilExit()
@@ -39,11 +25,7 @@ struct ConnectionTests {
         var configuration = EtcdClient.Configuration(endpoints: ["\(scheme)://\(folder)/localhost:2379"])
         configuration.tls = certificates.map { .init(trustedCAFile: $0.caFile) }
         try await withEtcdClient(configuration) { client in
-            try await within(.seconds(20), "etcd to serve on its Unix socket") {
-                while (try? await client.status(endpoint: client.endpoints[0]))?.leader ?? 0 == 0 {
-                    try await Task.sleep(for: .milliseconds(50))  // nothing announces readiness
-                }
-            }
+            try await Self.waitUntilServing(client)
             #expect(client.endpoints == ["\(scheme)://\(folder)/localhost:2379"])
             try await client.watch("unix/", options: .prefix) { responses in
                 try await client.put("unix/a", value: "over a socket")
@@ -60,13 +42,79 @@ struct ConnectionTests {
             #expect(try await client.snapshot(to: "\(folder)/backup.db").size > 0)
         }
         if tls {
-            // The server's certificate is checked (for localhost): without the test CA it is refused.
+            // The server's certificate is checked: without the test CA it is refused.
             configuration.tls = .init()
             let error = await etcdErrorCode {
                 try await withEtcdClient(configuration) { client in _ = try await client.get("unix/a") }
             }
             #expect(
                 error?.message.contains("certificate could not be verified") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test(
+        "over unixs:// the certificate must name localhost, or the server name set, on both of an endpoint's connections"
+    )
+    func unixSocketServerName() async throws {
+        let folder = try Self.temporaryFolder("unixs")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let certificates = try EtcdTestCertificates.generate(in: "\(folder)/tls")
+        // This certificate names only EtcdTestCertificates.namedServerName, not localhost.
+        let etcd = try Self.startEtcd(
+            in: folder, scheme: "unixs",
+            certificate: (certificates.namedServerCertificateFile, certificates.namedServerKeyFile))
+        defer {
+            etcd.send(SIGKILL)
+            _ = etcd.waitUntilExit()
+        }
+        var configuration = EtcdClient.Configuration(endpoints: ["unixs://\(folder)/localhost:2379"])
+        configuration.tls = .init(trustedCAFile: certificates.caFile, serverName: EtcdTestCertificates.namedServerName)
+        try await withEtcdClient(configuration) { client in
+            try await Self.waitUntilServing(client)
+            try await client.put("k", value: "v")
+            #expect(try await client.snapshot(to: "\(folder)/named.db").size > 0)
+        }
+        configuration.tls?.serverName = nil
+        configuration.dialTimeout = .seconds(2)
+        try await withEtcdClient(configuration) { client in
+            let frames = await etcdErrorCode { _ = try await client.get("k") }
+            #expect(frames?.message.contains("find localhost in certificate") == true, "\(String(describing: frames))")
+            let stream = await etcdErrorCode { try await client.snapshot(to: "\(folder)/localhost.db") }
+            #expect(stream?.message.contains("find localhost in certificate") == true, "\(String(describing: stream))")
+        }
+    }
+
+    private static func temporaryFolder(_ name: String) throws -> String {
+        let folder = FileManager.default.temporaryDirectory
+            .appendingPathComponent("swift-etcd-\(name)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        return folder
+    }
+
+    /// A single etcd in `folder` whose only client URL is `scheme://localhost:2379`: etcd makes it
+    /// the socket file `localhost:2379` in its working folder.
+    private static func startEtcd(
+        in folder: String, scheme: String, certificate: (file: String, key: String)?
+    ) throws -> EtcdTestProcess {
+        var flags = [
+            "--name", "u", "--data-dir", "data",
+            "--listen-client-urls", "\(scheme)://localhost:2379", "--advertise-client-urls",
+            "\(scheme)://localhost:2379",
+            "--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:1",
+            "--initial-cluster", "u=http://127.0.0.1:1",
+        ]
+        if let certificate { flags += ["--cert-file", certificate.file, "--key-file", certificate.key] }
+        return try EtcdTestProcess(
+            "/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", folder, try EtcdBinary.locate()] + flags,
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") },
+            output: .file("\(folder)/log"))
+    }
+
+    private static func waitUntilServing(_ client: EtcdClient) async throws {
+        try await within(.seconds(20), "etcd to serve on its Unix socket") {
+            while (try? await client.status(endpoint: client.endpoints[0]))?.leader ?? 0 == 0 {
+                try await Task.sleep(for: .milliseconds(50))  // nothing announces readiness
+            }
         }
     }
 
