@@ -250,12 +250,8 @@ final class FrameChannel: @unchecked Sendable {
         let settings = self.settings
         let handler = FrameConnectionHandler(owner: self)
         self.state = .connecting(handler, [call])
-        var bootstrap = ClientBootstrap(group: self.eventLoop).connectTimeout(settings.dialTimeout)
-        if case .tcp = settings.address {
-            bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
-        }
-        let connecting =
-            bootstrap
+        let bootstrap = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(settings.dialTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -289,8 +285,11 @@ final class FrameChannel: @unchecked Sendable {
             }
         let connected: EventLoopFuture<any Channel>
         switch settings.address {
-        case .tcp(let host, let port): connected = connecting.connect(host: host, port: port)
-        case .unix(let path): connected = connecting.connect(unixDomainSocketPath: path)
+        case .tcp(let host, let port):
+            connected = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1).connect(host: host, port: port)
+        case .unix(let path):
+            // A Unix socket has no Nagle delay to turn off, and refuses TCP_NODELAY.
+            connected = bootstrap.connect(unixDomainSocketPath: path)
         }
         connected.whenFailure { error in
             self.connectionFailed(handler, error: error)
