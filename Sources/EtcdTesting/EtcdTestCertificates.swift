@@ -31,8 +31,8 @@ public struct EtcdTestCertificates: Sendable {
 
     /// Creates the CA and certificates in `directory` (created if needed).
     ///
-    /// - Throws: ``EtcdTestingError`` when `openssl` is missing or fails.
-    public static func generate(in directory: String) throws -> EtcdTestCertificates {
+    /// - Throws: ``EtcdTestingError`` when `openssl` is missing, fails, or takes more than a minute.
+    public static func generate(in directory: String) async throws -> EtcdTestCertificates {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         guard
             let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl", "/opt/homebrew/bin/openssl"]
@@ -41,13 +41,13 @@ public struct EtcdTestCertificates: Sendable {
             throw EtcdTestingError("openssl not found; install it with 'apt-get install openssl'")
         }
         let certificates = EtcdTestCertificates(directory: directory)
-        func run(_ arguments: [String]) throws { _ = try EtcdBinary.run(openssl, arguments) }
+        func run(_ arguments: [String]) async throws { _ = try await EtcdBinary.run(openssl, arguments) }
         func write(_ name: String, _ text: String) throws {
             try text.write(toFile: "\(directory)/\(name)", atomically: true, encoding: .utf8)
         }
         let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         for ca in ["ca", "other-ca"] {
-            try run(
+            try await run(
                 ["req", "-x509"] + key + [
                     "-keyout", "\(directory)/\(ca).key", "-out", "\(directory)/\(ca).pem", "-days", "2",
                     "-subj", "/CN=swift-etcd test \(ca)",
@@ -63,11 +63,11 @@ public struct EtcdTestCertificates: Sendable {
         for (name, subject) in [
             ("server", "/CN=localhost"), ("client", "/CN=root"), ("named", "/CN=\(Self.namedServerName)"),
         ] {
-            try run(
+            try await run(
                 ["req"] + key + [
                     "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr", "-subj", subject,
                 ])
-            try run([
+            try await run([
                 "x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", certificates.caFile,
                 "-CAkey", "\(directory)/ca.key", "-CAcreateserial", "-out", "\(directory)/\(name).pem", "-days", "2",
                 "-extfile", "\(directory)/\(name).ext",

@@ -116,8 +116,9 @@ public final class EtcdTestCluster: Sendable {
     ///   healthy in time (with the members' last log lines).
     public static func start(_ configuration: Configuration = .init()) async throws -> EtcdTestCluster {
         precondition(configuration.members >= 1, "a cluster needs at least one member")
-        let binary = try configuration.binary ?? EtcdBinary.locate()
-        let version = try EtcdBinary.version(of: binary)
+        let binary: String
+        if let chosen = configuration.binary { binary = chosen } else { binary = try await EtcdBinary.locate() }
+        let version = try await EtcdBinary.version(of: binary)
         var lastError: any Error = EtcdTestingError("no attempt made")
         // A free port can be taken by another process before etcd binds it; then start over with new ports.
         for _ in 0..<3 {
@@ -141,7 +142,8 @@ public final class EtcdTestCluster: Sendable {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-etcd-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let certificates = try configuration.tls.map { _ in try EtcdTestCertificates.generate(in: "\(directory)/tls") }
+        let certificates =
+            configuration.tls == nil ? nil : try await EtcdTestCertificates.generate(in: "\(directory)/tls")
         var tlsArguments: [String] = []
         if let certificates, let tls = configuration.tls {
             tlsArguments =
@@ -189,7 +191,7 @@ public final class EtcdTestCluster: Sendable {
         if let snapshot = configuration.restoreSnapshot {
             do {
                 for member in members {
-                    try Self.restore(
+                    try await Self.restore(
                         snapshot, into: member, binary: binary, initialCluster: initialCluster, token: token)
                 }
             } catch {
@@ -259,7 +261,7 @@ public final class EtcdTestCluster: Sendable {
         binary: String,
         initialCluster: String,
         token: String
-    ) throws {
+    ) async throws {
         let folder = URL(fileURLWithPath: binary).deletingLastPathComponent()
         let etcdutl = folder.appendingPathComponent("etcdutl").path
         let tool =
@@ -268,7 +270,7 @@ public final class EtcdTestCluster: Sendable {
         guard FileManager.default.isExecutableFile(atPath: tool) else {
             throw EtcdTestingError("no etcdutl or etcdctl beside \(binary) to restore \(snapshot) with")
         }
-        _ = try EtcdBinary.run(
+        _ = try await EtcdBinary.run(
             tool,
             [
                 "snapshot", "restore", snapshot, "--name", member.name, "--data-dir", member.dataDirectory,
@@ -457,11 +459,12 @@ public final class EtcdTestCluster: Sendable {
     /// Runs the `etcdctl` that sits beside the cluster's etcd binary against the running members and
     /// returns what it printed; useful to prepare state (users, roles) the way an operator would.
     ///
-    /// - Throws: ``EtcdTestingError`` with etcdctl's output when it exits with an error.
+    /// - Throws: ``EtcdTestingError`` with etcdctl's output when it exits with an error, or when it
+    ///   runs for more than a minute.
     @discardableResult
-    public func etcdctl(_ arguments: [String]) throws -> String {
+    public func etcdctl(_ arguments: [String]) async throws -> String {
         let (etcdctl, flags) = try self.etcdctlCommand()
-        return try EtcdBinary.run(etcdctl, flags + arguments, environment: ["ETCDCTL_API": "3"])
+        return try await EtcdBinary.run(etcdctl, flags + arguments, environment: ["ETCDCTL_API": "3"])
     }
 
     /// Starts the `etcdctl` beside the cluster's etcd binary in the background (for commands that

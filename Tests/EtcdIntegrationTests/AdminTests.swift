@@ -171,7 +171,7 @@ struct AdminTests {
             #expect(snapshot.size > 0)
             #expect(progressCalls.count > 0)
             #expect(!FileManager.default.fileExists(atPath: path + ".part"))
-            let status = try cluster.etcdctl(["snapshot", "status", path, "--write-out", "json"])
+            let status = try await cluster.etcdctl(["snapshot", "status", path, "--write-out", "json"])
             let revision = try await client.get("snap/99").kvs[0].modRevision
             #expect(status.contains("\"revision\":\(revision)"))
 

@@ -12,12 +12,12 @@ struct AuthTests {
         _ body: (EtcdTestCluster) async throws -> Void
     ) async throws {
         try await withEtcdTestCluster(.init(members: 1, extraArguments: arguments)) { cluster in
-            try cluster.etcdctl(["user", "add", "root:rootpw"])
-            try cluster.etcdctl(["role", "add", "r"])
-            try cluster.etcdctl(["role", "grant-permission", "r", "readwrite", "foo", "zoo"])
-            try cluster.etcdctl(["user", "add", "alice:alicepw"])
-            try cluster.etcdctl(["user", "grant-role", "alice", "r"])
-            try cluster.etcdctl(["auth", "enable"])
+            try await cluster.etcdctl(["user", "add", "root:rootpw"])
+            try await cluster.etcdctl(["role", "add", "r"])
+            try await cluster.etcdctl(["role", "grant-permission", "r", "readwrite", "foo", "zoo"])
+            try await cluster.etcdctl(["user", "add", "alice:alicepw"])
+            try await cluster.etcdctl(["user", "grant-role", "alice", "r"])
+            try await cluster.etcdctl(["auth", "enable"])
             try await body(cluster)
         }
     }
@@ -97,8 +97,8 @@ struct AuthTests {
         try await withEtcdTestCluster { cluster in
             try await withEtcdClient(configuration(cluster, "root", "rootpw")) { client in
                 try await client.put("k", value: "1")
-                try cluster.etcdctl(["user", "add", "root:rootpw"])
-                try cluster.etcdctl(["auth", "enable"])
+                try await cluster.etcdctl(["user", "add", "root:rootpw"])
+                try await cluster.etcdctl(["auth", "enable"])
                 try await client.put("k", value: "2")
                 #expect(try await client.get("k").kvs.first?.valueString == "2")
                 let anonymous = try await withEtcdClient(configuration(cluster, nil)) { anonymous in

@@ -65,7 +65,7 @@ struct BenchmarkTests {
                 #expect(result["errors"] as? Int == 0, "\(command[0])")
             }
             // The put workload's keys are there with its value.
-            let keys = try cluster.etcdctl(["get", "--prefix", "--keys-only", "0"])
+            let keys = try await cluster.etcdctl(["get", "--prefix", "--keys-only", "0"])
             #expect(!keys.isEmpty)
         }
     }

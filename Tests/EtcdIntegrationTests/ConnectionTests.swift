@@ -14,8 +14,8 @@ struct ConnectionTests {
         let folder = try Self.temporaryFolder("unix")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let scheme = tls ? "unixs" : "unix"
-        let certificates = tls ? try EtcdTestCertificates.generate(in: "\(folder)/tls") : nil
-        let etcd = try Self.startEtcd(
+        let certificates = tls ? try await EtcdTestCertificates.generate(in: "\(folder)/tls") : nil
+        let etcd = try await Self.startEtcd(
             in: folder, scheme: scheme,
             certificate: certificates.map { ($0.serverCertificateFile, $0.serverKeyFile) })
         defer {
@@ -58,9 +58,9 @@ struct ConnectionTests {
     func unixSocketServerName() async throws {
         let folder = try Self.temporaryFolder("unixs")
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let certificates = try EtcdTestCertificates.generate(in: "\(folder)/tls")
+        let certificates = try await EtcdTestCertificates.generate(in: "\(folder)/tls")
         // This certificate names only EtcdTestCertificates.namedServerName, not localhost.
-        let etcd = try Self.startEtcd(
+        let etcd = try await Self.startEtcd(
             in: folder, scheme: "unixs",
             certificate: (certificates.namedServerCertificateFile, certificates.namedServerKeyFile))
         defer {
@@ -95,7 +95,8 @@ struct ConnectionTests {
     /// the socket file `localhost:2379` in its working folder.
     private static func startEtcd(
         in folder: String, scheme: String, certificate: (file: String, key: String)?
-    ) throws -> EtcdTestProcess {
+    ) async throws -> EtcdTestProcess {
+        let etcd = try await EtcdBinary.locate()
         var flags = [
             "--name", "u", "--data-dir", "data",
             "--listen-client-urls", "\(scheme)://localhost:2379", "--advertise-client-urls",
@@ -105,7 +106,7 @@ struct ConnectionTests {
         ]
         if let certificate { flags += ["--cert-file", certificate.file, "--key-file", certificate.key] }
         return try EtcdTestProcess(
-            "/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", folder, try EtcdBinary.locate()] + flags,
+            "/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", folder, etcd] + flags,
             environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ETCD_") },
             output: .file("\(folder)/log"))
     }

@@ -17,10 +17,10 @@ struct DiscoveryTests {
             try await manager.add(
                 EtcdServiceEndpoint(address: "10.0.0.2:80", metadata: "zone-a"), key: "services/billing/b")
             // Written by a Go service (etcdctl stands in): any JSON metadata.
-            try cluster.etcdctl([
+            try await cluster.etcdctl([
                 "put", "services/billing/go", #"{"Op":0,"Addr":"10.0.0.3:80","Metadata":{"weight":2}}"#,
             ])
-            try cluster.etcdctl(["put", "services/billing/junk", "not json"])
+            try await cluster.etcdctl(["put", "services/billing/junk", "not json"])
             let listed = try await manager.list()
             #expect(
                 listed == [

@@ -8,12 +8,12 @@ import Testing
 @Suite("EtcdTesting", .timeLimit(.minutes(2)))
 struct EtcdTestingTests {
     @Test("the binary is the one ETCD_BINARY names, when set, and reports its version")
-    func binary() throws {
-        let binary = try EtcdBinary.locate()
+    func binary() async throws {
+        let binary = try await EtcdBinary.locate()
         if let explicit = ProcessInfo.processInfo.environment["ETCD_BINARY"], !explicit.isEmpty {
             #expect(binary == explicit)
         }
-        let version = try EtcdBinary.version(of: binary)
+        let version = try await EtcdBinary.version(of: binary)
         #expect(EtcdServerVersion(version) != nil)
         print("etcd under test: \(binary) (\(version))")
     }

@@ -85,8 +85,8 @@ struct ObservabilityTests {
     func logging() async throws {
         let (handler, logger) = self.capturingLogger()
         try await withEtcdTestCluster { cluster in
-            try cluster.etcdctl(["user", "add", "root:s3cr3t-pw"])
-            try cluster.etcdctl(["auth", "enable"])
+            try await cluster.etcdctl(["user", "add", "root:s3cr3t-pw"])
+            try await cluster.etcdctl(["auth", "enable"])
             var configuration = EtcdClient.Configuration(endpoints: cluster.clientEndpoints)
             configuration.authentication = .init(username: "root", password: "s3cr3t-pw")
             configuration.observability.logRequests = true

@@ -113,8 +113,8 @@ struct TLSTests {
     @Test("auth over TLS: credentials are exchanged for a token on a TLS connection")
     func authOverTLS() async throws {
         try await tlsCluster(.server) { cluster in
-            try cluster.etcdctl(["user", "add", "root:rootpw"])
-            try cluster.etcdctl(["auth", "enable"])
+            try await cluster.etcdctl(["user", "add", "root:rootpw"])
+            try await cluster.etcdctl(["auth", "enable"])
             var configuration = cluster.clientConfiguration()
             configuration.authentication = .init(username: "root", password: "rootpw")
             try await roundTrip(configuration)

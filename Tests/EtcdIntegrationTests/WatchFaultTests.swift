@@ -106,8 +106,8 @@ struct WatchFaultTests {
     @Test("a watch opened before the server forgets the auth token keeps delivering")
     func watchAcrossReauthentication() async throws {
         try await withEtcdTestCluster { cluster in
-            try cluster.etcdctl(["user", "add", "root:rootpw"])
-            try cluster.etcdctl(["auth", "enable"])
+            try await cluster.etcdctl(["user", "add", "root:rootpw"])
+            try await cluster.etcdctl(["auth", "enable"])
             var configuration = cluster.clientConfiguration()
             configuration.authentication = .init(username: "root", password: "rootpw")
             try await withEtcdClient(configuration) { client in
