@@ -130,6 +130,11 @@ let package = Package(
             dependencies: [
                 "Etcd", "EtcdConcurrency", "EtcdSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // check datascale reads a member's /metrics over HTTP(S).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -187,21 +187,21 @@ extension EtcdClient {
     }
 }
 
-/// One parsed client URL.
-struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
-    enum Host: Sendable, Hashable {
+/// One parsed client URL (package-wide: etcdctl-swift reads a member's `/metrics` at it).
+package struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
+    package enum Host: Sendable, Hashable {
         case ipv4(String)
         case ipv6(String)
         case dns(String)
         /// A Unix domain socket's path (the endpoint's port is 0).
         case unix(String)
     }
-    var host: Host
-    var port: Int
-    var useTLS: Bool
+    package var host: Host
+    package var port: Int
+    package var useTLS: Bool
 
     /// The host for `:authority` and TLS: a Unix socket's is `localhost`, as Go's client uses.
-    var hostString: String {
+    package var hostString: String {
         switch self.host {
         case .ipv4(let h), .dns(let h): return h
         case .ipv6(let h): return "[\(h)]"
@@ -209,14 +209,14 @@ struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    var description: String {
+    package var description: String {
         if case .unix(let path) = self.host { return "\(self.useTLS ? "unixs" : "unix")://\(path)" }
         return "\(self.useTLS ? "https" : "http")://\(self.hostString):\(self.port)"
     }
 
     /// Parses `host:port`, `http://host:port` or `https://host:port` (a trailing `/` is allowed),
     /// or `unix://path` and `unixs://path` (the path is everything after `://`, as in Go's client).
-    static func parse(_ text: String, tlsByDefault: Bool) throws(EtcdClientError) -> EtcdEndpoint {
+    package static func parse(_ text: String, tlsByDefault: Bool) throws(EtcdClientError) -> EtcdEndpoint {
         func fail(_ why: String) -> EtcdClientError {
             EtcdClientError(
                 code: .invalidConfiguration,

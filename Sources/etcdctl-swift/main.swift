@@ -46,7 +46,8 @@ struct EtcdctlSwift: ParsableCommand {
         subcommands: [
             Get.self, Put.self, Del.self, Txn.self, Compaction.self, Watch.self, LeaseCommand.self, MemberCommand.self,
             EndpointCommand.self, AlarmCommand.self, Defrag.self, SnapshotCommand.self, MoveLeader.self, Lock.self,
-            Elect.self, AuthCommand.self, UserCommand.self, RoleCommand.self, MakeMirror.self, Version.self,
+            Elect.self, AuthCommand.self, UserCommand.self, RoleCommand.self, MakeMirror.self, CheckCommand.self,
+            Version.self,
         ]
     )
 }

@@ -37,7 +37,8 @@ struct EtcdctlCompatibilityTests {
     }
 
     private func run(
-        _ tool: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]
+        _ tool: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
+        timeout: Duration = .seconds(30)
     ) async throws -> Run {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
             "etcdctl-\(UUID().uuidString.prefix(8))")
@@ -52,9 +53,9 @@ struct EtcdctlCompatibilityTests {
         let process = try EtcdTestProcess(
             tool, arguments, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"].merging(environment) { $1 },
             input: .file(input.path), output: .file(out.path), error: .file(err.path))
-        guard let status = await process.waitForExit(timeout: .seconds(30)) else {
+        guard let status = await process.waitForExit(timeout: timeout) else {
             process.send(SIGKILL)
-            throw EtcdTestingError("\(tool) \(arguments) did not exit within 30 s")
+            throw EtcdTestingError("\(tool) \(arguments) did not exit within \(timeout)")
         }
         let stdout = String(decoding: try Data(contentsOf: out), as: UTF8.self)
         let stderr = String(decoding: try Data(contentsOf: err), as: UTF8.self)
@@ -91,14 +92,16 @@ struct EtcdctlCompatibilityTests {
     /// Runs `arguments` through both tools; `prepare` runs before each (to give both the same state).
     private func compare(
         _ cluster: EtcdTestCluster, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
-        prepare: (() async throws -> Void)? = nil, mask: (String) -> String = { $0 },
+        timeout: Duration = .seconds(30), prepare: (() async throws -> Void)? = nil, mask: (String) -> String = { $0 },
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {
         let reference = try Self.reference(cluster)
         try await prepare?()
-        let expected = try await self.run(reference, arguments, stdin: stdin, environment: environment)
+        let expected = try await self.run(
+            reference, arguments, stdin: stdin, environment: environment, timeout: timeout)
         try await prepare?()
-        let actual = try await self.run(Self.swiftTool, arguments, stdin: stdin, environment: environment)
+        let actual = try await self.run(
+            Self.swiftTool, arguments, stdin: stdin, environment: environment, timeout: timeout)
         Self.expectSame(expected, actual, arguments, mask: mask, sourceLocation: sourceLocation)
     }
 
@@ -794,6 +797,91 @@ struct EtcdctlCompatibilityTests {
         }
     }
 
+    @Test(
+        "check datascale puts its model's keys, reports memory, compacts, defragments and deletes its keys; check perf and datascale refuse an unknown load and a prefix that holds keys"
+    )
+    func checkDatascale() async throws {
+        try await withEtcdTestCluster { cluster in
+            let endpoint = ["--endpoints", cluster.members[0].clientEndpoint]
+            try await withEtcdClient(cluster.clientConfiguration()) { client in
+                for command in ["perf", "datascale"] {
+                    try await self.compare(cluster, endpoint + ["check", command, "--load", "huge"])
+                    let prefix = "/etcdctl-check-\(command)/"
+                    // etcdctl 3.4 prints the advice without quotes, 3.5 (and etcdctl-swift) with them.
+                    try await self.compare(
+                        cluster, endpoint + ["check", command],
+                        prepare: { try await client.put(prefix + "left", value: "x") },
+                        mask: { $0.replacingOccurrences(of: "'", with: "") })
+                    let kept = try await client.get(prefix, options: .prefix)
+                    #expect(kept.kvs.map(\.keyString) == [prefix + "left"], "a refused check deleted keys")
+                    try await client.delete(prefix, options: .prefix)
+                }
+                try await client.put("outside", value: "kept")
+                let before = try await client.get("outside").header.revision
+                // etcdctl draws its progress bar whether or not its output is a terminal; etcdctl-swift
+                // draws it only on one.
+                try await self.compare(
+                    cluster, endpoint + ["check", "datascale", "--auto-compact", "--auto-defrag"],
+                    timeout: .seconds(120),
+                    mask: { text in
+                        // The memory grown can be negative (the second tool runs after the defragmentation).
+                        Self.maskNumbers(
+                            text.split(separator: "\n").filter { !$0.hasPrefix("\r") }.joined(separator: "\n")
+                        )
+                        .replacingOccurrences(of: ": -N MB", with: ": N MB")
+                    })
+                let after = try await client.get("outside")
+                #expect(after.kvs.map(\.valueString) == ["kept"])
+                // Each tool: 10,000 puts and one delete.
+                #expect(after.header.revision - before == 2 * 10_001)
+                let left = try await client.get("/etcdctl-check-datascale/", options: [.prefix, .countOnly])
+                #expect(left.count == 0)
+                let error = await etcdErrorCode { _ = try await client.get("outside", options: .revision(before)) }
+                #expect(error?.code == .compacted, "--auto-compact did not compact")
+            }
+        }
+    }
+
+    @Test("check perf puts at 150 a second for 60 s over 50 clients, judges as etcdctl, compacts and deletes its keys")
+    func checkPerf() async throws {
+        // Only etcdctl-swift runs it: two runs of a minute each would not fit the time limit.
+        try await withEtcdTestCluster { cluster in
+            try await withEtcdClient(cluster.clientConfiguration()) { client in
+                try await client.put("outside", value: "kept")
+                let before = try await client.get("outside").header.revision
+                let run = try await self.run(
+                    Self.swiftTool,
+                    ["--endpoints", cluster.members[0].clientEndpoint, "check", "perf", "--auto-compact"],
+                    timeout: .seconds(120))
+                let lines = run.stdout.split(separator: "\n").map(String.init)
+                let after = try await client.get("outside")
+                #expect(after.kvs.map(\.valueString) == ["kept"])
+                let revision = after.header.revision
+                #expect(lines.contains("Compacting with revision \(revision)"), "\(lines)")
+                #expect(lines.contains("Compacted with revision \(revision)"), "\(lines)")
+                #expect(!run.stdout.contains("too many errors"), "\(lines)")
+                // The rate is a limit: at most 150 puts a second (etcdctl prints it rounded up), and
+                // below 136 the check fails.
+                let throughput = lines.first { $0.hasPrefix("PASS: Throughput is ") }.flatMap {
+                    Int($0.dropFirst("PASS: Throughput is ".count).prefix { $0.isNumber })
+                }
+                #expect(throughput.map { (136...151).contains($0) } == true, "\(lines)")
+                let puts = revision - before - 1  // the delete
+                #expect((136 * 60...150 * 60 + 1).contains(puts), "\(puts) puts")
+                // Latency depends on the machine's load: the verdict must match the lines printed.
+                let slow = lines.contains {
+                    $0.hasPrefix("Slowest request took too long") || $0.hasPrefix("Stddev too high")
+                }
+                #expect(lines.last == (slow ? "FAIL" : "PASS"), "\(lines)")
+                #expect(run.status == (slow ? 1 : 0))
+                let left = try await client.get("/etcdctl-check-perf/", options: [.prefix, .countOnly])
+                #expect(left.count == 0)
+                let error = await etcdErrorCode { _ = try await client.get("outside", options: .revision(before)) }
+                #expect(error?.code == .compacted, "--auto-compact did not compact")
+            }
+        }
+    }
+
     @Test("TLS flags and ETCDCTL_* variables: mutual TLS, skipped verification, a missing certificate")
     func tls() async throws {
         var configuration = EtcdTestCluster.Configuration()
@@ -829,6 +917,13 @@ struct EtcdctlCompatibilityTests {
             ] {
                 try await self.compare(cluster, endpoint + arguments)
             }
+            // check datascale reads /metrics over HTTPS with the TLS flags, --cacert included. Not
+            // compared: etcdctl trusts only the system's roots there.
+            let datascale = try await self.run(
+                Self.swiftTool, endpoint + ["--cacert", certificates.caFile] + client + ["check", "datascale"],
+                timeout: .seconds(120))
+            #expect(datascale.status == 0, "\(datascale)")
+            #expect(datascale.stdout.contains("PASS: Approximate system memory used : "), "\(datascale)")
         }
     }
 }
