@@ -47,7 +47,8 @@ struct CheckCommand: ParsableCommand {
         func run(_ global: GlobalOptions) async throws {
             let model = Self.models[try CheckCommand.model(self.load)]!
             let (prefix, autoCompact, autoDefrag) = (self.prefix, self.autoCompact, self.autoDefrag)
-            let report = try await CheckLoad.withClients(global, count: model.clients) { clients in
+            let report = try await CheckLoad.withClients(try global.configuration(), count: model.clients) {
+                clients in
                 try await CheckLoad.requireEmpty(clients[0], prefix: prefix, timeout: .seconds(model.seconds))
                 let report = await CheckLoad.puts(
                     clients, prefix: prefix, keySize: 256, valueSize: 1024,
@@ -118,10 +119,13 @@ extension CheckCommand {
         func run(_ global: GlobalOptions) async throws {
             let model = Self.models[try CheckCommand.model(self.load)]!
             let (prefix, autoCompact, autoDefrag) = (self.prefix, self.autoCompact, self.autoDefrag)
-            let outcome = try await CheckLoad.withClients(global, count: model.clients) {
+            // Derived once: with --user and no password, deriving it asks for the password.
+            let configuration = try global.configuration()
+            let endpoint = global.endpoints[0]
+            let outcome = try await CheckLoad.withClients(configuration, count: model.clients) {
                 clients -> (report: CheckLoad.Report, megabytes: Double)? in
                 try await CheckLoad.requireEmpty(clients[0], prefix: prefix, timeout: nil)
-                guard let before = await MemberMetrics.residentMemory(global) else {
+                guard let before = await MemberMetrics.residentMemory(at: endpoint, configuration, global) else {
                     Printer.line("FAIL: Could not read process_resident_memory_bytes before the put operations.")
                     return nil
                 }
@@ -131,7 +135,7 @@ extension CheckCommand {
                 let report = await CheckLoad.puts(
                     clients, prefix: prefix, keySize: 512, valueSize: 512, pace: .count(model.limit),
                     progress: CheckProgress(total: model.limit))
-                guard let after = await MemberMetrics.residentMemory(global) else {
+                guard let after = await MemberMetrics.residentMemory(at: endpoint, configuration, global) else {
                     Printer.line("FAIL: Could not read process_resident_memory_bytes after the put operations.")
                     // etcdctl leaves its keys behind here, and refuses to run again until they are
                     // deleted by hand.
@@ -151,13 +155,15 @@ extension CheckCommand {
 
 /// A member's Prometheus metrics, read over HTTP(S) from its client URL as etcdctl reads them.
 enum MemberMetrics {
-    /// `process_resident_memory_bytes` of the first endpoint, or nil after printing why it could not
-    /// be read (etcdctl's `fetch error: ...` lines).
-    static func residentMemory(_ global: GlobalOptions) async -> Double? {
+    /// `process_resident_memory_bytes` of `endpoint`, or nil after printing why it could not be read
+    /// (etcdctl's `fetch error: ...` lines).
+    static func residentMemory(
+        at endpoint: String, _ configuration: EtcdClient.Configuration, _ global: GlobalOptions
+    ) async -> Double? {
         let name = "process_resident_memory_bytes"
         let text: String
         do {
-            text = try await Self.fetch(global)
+            text = try await Self.fetch(endpoint, configuration, global)
         } catch {
             Printer.line("fetch error: \(error)")
             return nil
@@ -174,10 +180,11 @@ enum MemberMetrics {
         return nil
     }
 
-    /// The text of `GET /metrics` at the first endpoint, within the command timeout.
-    private static func fetch(_ global: GlobalOptions) async throws -> String {
-        let configuration = try global.configuration()
-        let endpoint = try EtcdEndpoint.parse(global.endpoints[0], tlsByDefault: configuration.tls != nil)
+    /// The text of `GET /metrics` at `endpoint`, within the command timeout.
+    private static func fetch(
+        _ endpoint: String, _ configuration: EtcdClient.Configuration, _ global: GlobalOptions
+    ) async throws -> String {
+        let endpoint = try EtcdEndpoint.parse(endpoint, tlsByDefault: configuration.tls != nil)
         var serverHostname: String?
         let address: SocketAddress
         switch endpoint.host {
@@ -281,12 +288,12 @@ enum CheckLoad {
         }
     }
 
-    /// Runs `body` with `count` clients of the global flags' configuration, each with connections
-    /// of its own, as etcdctl's checks make them.
+    /// Runs `body` with `count` clients of `configuration`, each with connections of its own, as
+    /// etcdctl's checks make them.
     static func withClients<Result: Sendable>(
-        _ global: GlobalOptions, count: Int, _ body: @escaping @Sendable ([EtcdClient]) async throws -> Result
+        _ configuration: EtcdClient.Configuration, count: Int,
+        _ body: @escaping @Sendable ([EtcdClient]) async throws -> Result
     ) async throws -> Result {
-        let configuration = try global.configuration()
         let clients = try (0..<count).map { _ in try EtcdClient(configuration: configuration) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             for client in clients { group.addTask { try await client.run() } }
@@ -328,6 +335,7 @@ enum CheckLoad {
         progress: CheckProgress?
     ) async -> Report {
         let value = Data(count: valueSize)
+        let prefix = prefix.etcdData
         let clock = ContinuousClock()
         let start = clock.now
         var report = Report()
@@ -343,9 +351,7 @@ enum CheckLoad {
                     let message = (error as? EtcdClientError).map(etcdctlMessage) ?? "\(error)"
                     report.errors[message, default: 0] += 1
                 }
-                if case .count = pace {
-                    progress?.advance(to: report.latencies.count + report.errors.values.reduce(0, +))
-                }
+                if case .count = pace { progress?.advance(to: sent - inFlight) }
             }
             sending: while true {
                 switch pace {
@@ -362,7 +368,7 @@ enum CheckLoad {
                 }
                 if inFlight == clients.count, let result = await group.next() { record(result) }
                 let client = clients[sent % clients.count]
-                let key = prefix.etcdData + Self.randomKey(size: keySize)
+                let key = prefix + Self.randomKey(size: keySize)
                 group.addTask {
                     let begin = clock.now
                     do {
