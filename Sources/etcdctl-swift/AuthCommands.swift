@@ -59,15 +59,9 @@ struct AuthCommand: ParsableCommand {
 }
 
 /// cobra's boolean flag values (`--interactive=false`).
-private func parseBool(_ text: String, _ name: String) throws -> Bool {
-    switch text.lowercased() {
-    case "true", "1", "t": return true
-    case "false", "0", "f": return false
-    default:
-        throw UsageError(
-            "invalid argument \(goQuoted(text)) for \"--\(name)\" flag: strconv.ParseBool: parsing \(goQuoted(text)): invalid syntax"
-        )
-    }
+private func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
+    guard let value = goParseBool(text) else { throw invalidBoolError(text, flag: "--" + name) }
+    return value
 }
 
 /// A password: the first word of standard input (`--interactive=false`), or asked twice on the terminal.

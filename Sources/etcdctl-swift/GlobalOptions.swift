@@ -124,15 +124,8 @@ struct GlobalOptions: Sendable {
     }
 
     private static func bool(_ value: String, _ name: String) throws(ExitError) -> Bool {
-        switch value.lowercased() {
-        case "true", "1", "t": return true
-        case "false", "0", "f": return false
-        default:
-            throw ExitError(
-                EtcdctlExit.error,
-                "invalid argument \"\(value)\" for \"--\(name)\" flag: strconv.ParseBool: parsing \"\(value)\": invalid syntax"
-            )
-        }
+        guard let value = goParseBool(value) else { throw invalidBoolError(value, flag: "--" + name) }
+        return value
     }
 
     /// A Go duration: `5s`, `500ms`, `1m30s`, `2h`, `1.5s`.

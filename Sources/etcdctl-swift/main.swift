@@ -39,6 +39,70 @@ func goParseIntError(_ text: String) -> String {
     return "strconv.ParseInt: parsing \(goQuoted(text)): \(digits ? "value out of range" : "invalid syntax")"
 }
 
+/// Go's strconv.ParseBool, which pflag uses for a boolean flag's value; `nil` for what it refuses.
+func goParseBool(_ text: String) -> Bool? {
+    switch text {
+    case "1", "t", "T", "TRUE", "true", "True": true
+    case "0", "f", "F", "FALSE", "false", "False": false
+    default: nil
+    }
+}
+
+/// pflag's error for a boolean flag's value that strconv.ParseBool refuses (`flag` with its dashes).
+func invalidBoolError(_ text: String, flag: String) -> ExitError {
+    ExitError(
+        EtcdctlExit.error,
+        "invalid argument \(goQuoted(text)) for \"\(flag)\" flag: strconv.ParseBool: parsing \(goQuoted(text)): invalid syntax"
+    )
+}
+
+/// The command's arguments with pflag's `--name=value` forms rewritten into what ArgumentParser
+/// reads the same way: a boolean flag with a value (`--prefix=true`, `--prefix=false`, which
+/// ArgumentParser refuses) and an empty value (`--limit=`, which ArgumentParser takes as no value,
+/// so that an option would take the next argument as its value).
+///
+/// ArgumentParser does not say which names are flags, so an empty value is first marked, and the
+/// parser's own refusals show which `name=value` arguments belong to flags.
+///
+/// - Throws: ``ExitError`` with pflag's message (exit code 1) for a flag's value that is not a Go boolean.
+func pflagForms(_ arguments: [String]) throws(ExitError) -> [String] {
+    let mark = "\u{1}empty\u{1}"
+    var end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+    var arguments = arguments
+    for index in arguments[..<end].indices {
+        let argument = arguments[index]
+        if argument.hasPrefix("-"), argument.firstIndex(of: "=") == argument.index(before: argument.endIndex) {
+            arguments[index] += mark
+        }
+    }
+    let refused = /^The option '(-[^']+)' does not take any value, but '(?s:.*)' was specified\.$/
+    while true {
+        let message: String
+        do {
+            _ = try EtcdctlSwift.parseAsRoot(arguments)
+            break
+        } catch {
+            message = EtcdctlSwift.message(for: error)
+        }
+        guard let flag = message.firstMatch(of: refused).map({ String($0.1) }),
+            let index = arguments[..<end].firstIndex(where: { $0.hasPrefix(flag + "=") })
+        else { break }
+        var value = String(arguments[index].dropFirst(flag.count + 1))
+        if value == mark { value = "" }
+        guard let on = goParseBool(value) else { throw invalidBoolError(value, flag: flag) }
+        if on {
+            arguments[index] = flag
+        } else {
+            arguments.remove(at: index)
+            end -= 1
+        }
+    }
+    // What is still marked is an option's empty value.
+    return arguments[..<end].flatMap { argument in
+        argument.hasSuffix("=" + mark) ? [String(argument.dropLast(mark.count + 1)), ""] : [argument]
+    } + arguments[end...]
+}
+
 struct EtcdctlSwift: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "etcdctl-swift",
@@ -133,7 +197,7 @@ if let first = rest.first, !first.hasPrefix("-"),
 }
 let command: any ParsableCommand
 do {
-    command = try EtcdctlSwift.parseAsRoot(rest)
+    command = try EtcdctlSwift.parseAsRoot(try pflagForms(rest))
 } catch {
     if EtcdctlSwift.exitCode(for: error) == .success {
         Printer.line(EtcdctlSwift.fullMessage(for: error))

@@ -233,6 +233,11 @@ struct EtcdctlCompatibilityTests {
                     ["get", "a", "--sort-by", "size"],
                     ["get", "a", "--print-value-only", "-w", "json"], ["get", "--bogus", "a"], ["bogus", "a"],
                     ["get", "a", "--rev", "1000"],
+                    // pflag's forms: a boolean flag's value, an empty value
+                    ["get", "b", "--prefix=true"], ["get", "b", "--prefix=false"],
+                    ["get", "b", "--prefix=T", "--keys-only=1"], ["get", "--limit=1", "b", "--from-key=t"],
+                    ["get", "b", "--prefix=TrUe"], ["get", "b", "--prefix="], ["get", "--limit=", "b"],
+                    ["get", "b", "--consistency="],
                 ]
                 for read in reads {
                     try await self.compare(cluster, endpoint + read)
@@ -259,6 +264,8 @@ struct EtcdctlCompatibilityTests {
                     ["put", "w/1", "v", "--lease", "1234"],
                     ["put", "w/9", "--ignore-value"], ["put", "w/1", "v", "--lease", "1", "--ignore-lease"], ["del"],
                     ["del", "w/", "--prefix", "--from-key"],
+                    ["put", "w/1", "v", "--prev-kv=true"], ["del", "w/", "--prefix=false"],
+                    ["put", "w/1", "v", "--lease="],
                 ]
                 for write in writes {
                     try await self.compare(cluster, endpoint + write, prepare: reset, mask: Self.maskRevisions)
@@ -662,7 +669,8 @@ struct EtcdctlCompatibilityTests {
                 let commands: [([String], String?)] = [
                     (["user", "add", "v:secret"], nil), (["user", "add", "v", "--new-user-password", "secret"], nil),
                     (["user", "add", "v", "--interactive=false"], "secret\n"),
-                    (["user", "add", "v", "--no-password"], nil),
+                    (["user", "add", "v", "--no-password"], nil), (["user", "add", "v", "--no-password=true"], nil),
+                    (["user", "add", "v", "--new-user-password=", "--interactive=false"], "secret\n"),
                     (["user", "add", "v:secret", "-w", "json"], nil),
                     (["user", "add", "v:secret", "-w", "fields"], nil),
                     (["user", "get", "u"], nil), (["user", "get", "u", "-w", "json"], nil),
@@ -701,7 +709,7 @@ struct EtcdctlCompatibilityTests {
                     (["role", "grant-permission", "r", "read", "k", "m", "--prefix"], nil),
                     (["role", "grant-permission", "r", "read", "k", "--prefix", "--from-key"], nil),
                     (["role", "revoke-permission", "r"], nil), (["role", "revoke-permission", "r", "nothing"], nil),
-                    (["auth", "enable", "x"], nil),
+                    (["auth", "enable", "x"], nil), (["user", "add", "v", "--interactive=maybe"], nil),
                 ]
                 for (arguments, input) in commands {
                     try await self.compare(
