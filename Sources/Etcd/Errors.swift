@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import GRPCCore
-import NIOSSL
+internal import NIOSSL
 
 /// An error from etcd or from the client, with a stable ``Code`` to switch on.
 ///

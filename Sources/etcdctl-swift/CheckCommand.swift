@@ -197,18 +197,8 @@ enum MemberMetrics {
         var sslContext: NIOSSLContext?
         if endpoint.useTLS {
             let tls = configuration.tls ?? .init()
-            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-            if let ca = tls.trustedCAFile { tlsConfiguration.trustRoots = .file(ca) }
-            if let certificate = tls.certificateFile, let key = tls.keyFile {
-                tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map {
-                    .certificate($0)
-                }
-                tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
-            }
-            tlsConfiguration.certificateVerification = tls.insecureSkipVerify ? .none : .fullVerification
-            tlsConfiguration.applicationProtocols = ["http/1.1"]
-            sslContext = try NIOSSLContext(configuration: tlsConfiguration)
-            if let serverName = tls.serverName { serverHostname = serverName }
+            sslContext = try tls.makeSSLContext(applicationProtocols: ["http/1.1"])
+            if let name = tls.serverHostname { serverHostname = name }
         }
         let host = endpoint.hostString
         let (context, hostname) = (sslContext, serverHostname)

@@ -75,10 +75,15 @@ struct TLSTests {
         }
     }
 
-    @Test("the server name is verified: the right serverName connects, a wrong one or none fails clearly")
+    @Test(
+        "the server name is verified: the right serverName connects (with a :port too), a wrong one or none fails clearly"
+    )
     func serverName() async throws {
         try await tlsCluster(.named) { cluster in
             try await roundTrip(cluster.clientConfiguration())
+            var withPort = cluster.clientConfiguration()
+            withPort.tls?.serverName = EtcdTestCertificates.namedServerName + ":2379"
+            try await roundTrip(withPort)
             var wrongName = cluster.clientConfiguration()
             wrongName.tls?.serverName = "etcd.wrong.example"
             let wrong = await failure(wrongName)

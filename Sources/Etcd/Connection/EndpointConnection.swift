@@ -5,7 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOPosix
-import NIOSSL
+package import NIOSSL
 import SwiftProtobuf
 import Synchronization
 
@@ -293,20 +293,10 @@ package final class EndpointConnection: Sendable {
         var sslContext: NIOSSLContext?
         if endpoint.useTLS {
             let tls = configuration.tls ?? .init()
-            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-            if let ca = tls.trustedCAFile {
-                tlsConfiguration.trustRoots = .file(ca)
-            }
-            if let cert = tls.certificateFile, let key = tls.keyFile {
-                tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
-                tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
-            }
-            tlsConfiguration.certificateVerification = tls.insecureSkipVerify ? .none : .fullVerification
-            tlsConfiguration.applicationProtocols = ["grpc-exp", "h2"]
-            sslContext = try NIOSSLContext(configuration: tlsConfiguration)
+            sslContext = try tls.makeSSLContext(applicationProtocols: ["grpc-exp", "h2"])
             if let serverName = tls.serverName {
                 authority = serverName
-                serverHostname = Self.withoutPort(serverName)
+                serverHostname = tls.serverHostname
             }
         }
         return FrameChannel.Settings(
@@ -319,14 +309,6 @@ package final class EndpointConnection: Sendable {
             initialBackoff: configuration.retry.initialBackoff,
             maxBackoff: configuration.retry.maxBackoff
         )
-    }
-
-    /// A TLS server name without a trailing `:port` (as grpc-swift strips it for SNI).
-    private static func withoutPort(_ name: String) -> String {
-        guard let colon = name.lastIndex(of: ":"), !name[name.index(after: colon)...].isEmpty,
-            name[name.index(after: colon)...].allSatisfy(\.isNumber)
-        else { return name }
-        return String(name[..<colon])
     }
 
     /// Whether the endpoint may be used: it has not failed, or a probe has answered since it did.
@@ -395,4 +377,35 @@ package final class EventLoopTaskExecutor: TaskExecutor, Sendable {
 
     /// Whether the caller runs on this event loop (for tests).
     package var isCurrent: Bool { self.eventLoop.inEventLoop }
+}
+
+extension EtcdClient.Configuration.TLS {
+    /// A client TLS context for these settings: the trusted CA file (else the system's roots), the
+    /// client certificate and key, verification unless skipped, and `applicationProtocols` offered
+    /// by ALPN.
+    ///
+    /// - Throws: NIOSSL's errors for files it cannot read or parse.
+    package func makeSSLContext(applicationProtocols: [String]) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let ca = self.trustedCAFile {
+            configuration.trustRoots = .file(ca)
+        }
+        if let certificate = self.certificateFile, let key = self.keyFile {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        }
+        configuration.certificateVerification = self.insecureSkipVerify ? .none : .fullVerification
+        configuration.applicationProtocols = applicationProtocols
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// ``serverName`` without a trailing `:port`, as grpc-swift strips it for SNI and for checking
+    /// the server's certificate; `nil` when no server name is set.
+    package var serverHostname: String? {
+        guard let name = self.serverName else { return nil }
+        guard let colon = name.lastIndex(of: ":"), !name[name.index(after: colon)...].isEmpty,
+            name[name.index(after: colon)...].allSatisfy(\.isNumber)
+        else { return name }
+        return String(name[..<colon])
+    }
 }

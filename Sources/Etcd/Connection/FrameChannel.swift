@@ -5,7 +5,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
-import NIOSSL
+internal import NIOSSL
 import Synchronization
 
 /// Unary RPCs, the watch stream and the lease keepalive stream of one endpoint, sent as HTTP/2
