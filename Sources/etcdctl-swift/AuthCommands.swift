@@ -87,9 +87,13 @@ struct UserCommand: ParsableCommand {
 
     struct Add: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Adds a new user")
-        @Option(name: .customLong("interactive"), help: "Read password from stdin instead of interactive terminal")
+        @Option(
+            name: .customLong("interactive"), parsing: .unconditional,
+            help: "Read password from stdin instead of interactive terminal")
         var interactive = "true"
-        @Option(name: .customLong("new-user-password"), help: "Supply password from the command line flag")
+        @Option(
+            name: .customLong("new-user-password"), parsing: .unconditional,
+            help: "Supply password from the command line flag")
         var newUserPassword = ""
         @Flag(name: .customLong("no-password"), help: "Create a user without password (CN based auth only)")
         var noPassword = false
@@ -175,7 +179,7 @@ struct UserCommand: ParsableCommand {
     struct Passwd: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Changes password of user")
         @Option(
-            name: .customLong("interactive"),
+            name: .customLong("interactive"), parsing: .unconditional,
             help: "If true, read password from stdin instead of interactive terminal") var interactive = "true"
         @Argument var arguments: [String] = []
 

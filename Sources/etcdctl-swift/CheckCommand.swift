@@ -28,11 +28,13 @@ struct CheckCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check the performance of the etcd cluster")
 
         @Option(
+            parsing: .unconditional,
             help:
                 "The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)"
         )
         var load = "s"
-        @Option(help: "The prefix for writing the performance check's keys.") var prefix = "/etcdctl-check-perf/"
+        @Option(parsing: .unconditional, help: "The prefix for writing the performance check's keys.") var prefix =
+            "/etcdctl-check-perf/"
         @Flag(name: .customLong("auto-compact"), help: "Compact storage with last revision after test is finished.")
         var autoCompact = false
         @Flag(name: .customLong("auto-defrag"), help: "Defragment storage after test is finished.")
@@ -43,6 +45,9 @@ struct CheckCommand: ParsableCommand {
             "s": (limit: 150, clients: 50, seconds: 60), "m": (limit: 1000, clients: 200, seconds: 60),
             "l": (limit: 8000, clients: 500, seconds: 60), "xl": (limit: 15000, clients: 1000, seconds: 60),
         ]
+
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
             let model = Self.models[try CheckCommand.model(self.load)]!
@@ -98,11 +103,13 @@ extension CheckCommand {
         )
 
         @Option(
+            parsing: .unconditional,
             help:
                 "The datascale check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)"
         )
         var load = "s"
-        @Option(help: "The prefix for writing the datascale check's keys.") var prefix = "/etcdctl-check-datascale/"
+        @Option(parsing: .unconditional, help: "The prefix for writing the datascale check's keys.") var prefix =
+            "/etcdctl-check-datascale/"
         @Flag(name: .customLong("auto-compact"), help: "Compact storage with last revision after test is finished.")
         var autoCompact = false
         @Flag(name: .customLong("auto-defrag"), help: "Defragment storage after test is finished.")
@@ -115,6 +122,9 @@ extension CheckCommand {
             // Three versions of 1M objects, etcd's upper bound.
             "xl": (limit: 3_000_000, kvSize: 1024, clients: 1000),
         ]
+
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
             let model = Self.models[try CheckCommand.model(self.load)]!

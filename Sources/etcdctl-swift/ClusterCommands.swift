@@ -44,7 +44,9 @@ struct MemberCommand: ParsableCommand {
 
     struct Add: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Adds a member into the cluster")
-        @Option(name: .customLong("peer-urls"), help: "comma separated peer URLs for the new member.") var peerURLs = ""
+        @Option(
+            name: .customLong("peer-urls"), parsing: .unconditional,
+            help: "comma separated peer URLs for the new member.") var peerURLs = ""
         @Flag(help: "indicates if the new member is raft learner") var learner = false
         @Argument var arguments: [String] = []
 
@@ -80,7 +82,9 @@ struct MemberCommand: ParsableCommand {
 
     struct Update: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Updates a member in the cluster")
-        @Option(name: .customLong("peer-urls"), help: "comma separated peer URLs for the updated member.")
+        @Option(
+            name: .customLong("peer-urls"), parsing: .unconditional,
+            help: "comma separated peer URLs for the updated member.")
         var peerURLs = ""
         @Argument var arguments: [String] = []
 
@@ -95,6 +99,9 @@ struct MemberCommand: ParsableCommand {
 
     struct List: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Lists all members in the cluster")
+
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
             let response = try await global.withClient { client in

@@ -8,7 +8,7 @@ import Foundation
 /// `lock <lockname> [exec-command arg1 arg2 ...]`
 struct Lock: EtcdctlCommand {
     static let configuration = CommandConfiguration(abstract: "Acquires a named lock")
-    @Option(help: "timeout for session") var ttl: Int64 = 10
+    @Option(parsing: .unconditional, help: "timeout for session") var ttl: Int64 = 10
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {

@@ -76,7 +76,9 @@ struct GlobalOptions: Sendable {
             }
             if Self.valued.contains(name) {
                 guard let value = inline ?? (index + 1 < arguments.count ? arguments[index + 1] : nil) else {
-                    throw ExitError(EtcdctlExit.error, "flag needs an argument: \(argument)")
+                    // pflag names a shorthand flag by its letter.
+                    let flag = argument.hasPrefix("--") ? argument : "'\(name)' in \(argument)"
+                    throw ExitError(EtcdctlExit.error, "flag needs an argument: \(flag)")
                 }
                 // A list flag, as in etcdctl: the first --endpoints replaces the default, later ones add.
                 let earlier = name == "endpoints" && endpointsGiven ? options.endpoints : []
@@ -155,7 +157,8 @@ struct GlobalOptions: Sendable {
     /// The client configuration these flags describe.
     func configuration() throws -> EtcdClient.Configuration {
         var configuration = EtcdClient.Configuration(endpoints: self.endpoints)
-        configuration.dialTimeout = self.dialTimeout
+        // gRPC-Go reads a dial timeout of 0 as none, which leaves the command timeout as the bound.
+        configuration.dialTimeout = self.dialTimeout > .zero ? self.dialTimeout : self.commandTimeout
         configuration.keepAlive = .init(time: self.keepAliveTime, timeout: self.keepAliveTimeout)
         let wantsTLS =
             self.caFile != nil || self.certFile != nil || self.keyFile != nil || self.insecureSkipVerify

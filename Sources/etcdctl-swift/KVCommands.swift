@@ -7,23 +7,29 @@ import Foundation
 struct Get: EtcdctlCommand {
     static let configuration = CommandConfiguration(abstract: "Gets the key or a range of keys")
 
-    @Option(help: "Linearizable(l) or Serializable(s)") var consistency = "l"
-    @Option(help: "Order of results; ASCEND or DESCEND (ASCEND by default)") var order = ""
-    @Option(name: .customLong("sort-by"), help: "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION") var sortBy = ""
-    @Option(help: "Maximum number of results") var limit: Int64 = 0
+    @Option(parsing: .unconditional, help: "Linearizable(l) or Serializable(s)") var consistency = "l"
+    @Option(parsing: .unconditional, help: "Order of results; ASCEND or DESCEND (ASCEND by default)") var order = ""
+    @Option(
+        name: .customLong("sort-by"), parsing: .unconditional,
+        help: "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION") var sortBy = ""
+    @Option(parsing: .unconditional, help: "Maximum number of results") var limit: Int64 = 0
     @Flag(help: "Get keys with matching prefix") var prefix = false
     @Flag(
         name: .customLong("from-key"),
         help: "Get keys that are greater than or equal to the given key using byte compare") var fromKey = false
-    @Option(help: "Specify the kv revision") var rev: Int64 = 0
+    @Option(parsing: .unconditional, help: "Specify the kv revision") var rev: Int64 = 0
     @Flag(name: .customLong("keys-only"), help: "Get only the keys") var keysOnly = false
     @Flag(name: .customLong("count-only"), help: "Get only the count") var countOnly = false
     @Flag(name: .customLong("print-value-only"), help: "Only write values when using the \"simple\" output format")
     var printValueOnly = false
-    @Option(name: .customLong("min-mod-rev"), help: "Minimum modify revision") var minModRev: Int64 = 0
-    @Option(name: .customLong("max-mod-rev"), help: "Maximum modify revision") var maxModRev: Int64 = 0
-    @Option(name: .customLong("min-create-rev"), help: "Minimum create revision") var minCreateRev: Int64 = 0
-    @Option(name: .customLong("max-create-rev"), help: "Maximum create revision") var maxCreateRev: Int64 = 0
+    @Option(name: .customLong("min-mod-rev"), parsing: .unconditional, help: "Minimum modify revision") var minModRev:
+        Int64 = 0
+    @Option(name: .customLong("max-mod-rev"), parsing: .unconditional, help: "Maximum modify revision") var maxModRev:
+        Int64 = 0
+    @Option(name: .customLong("min-create-rev"), parsing: .unconditional, help: "Minimum create revision")
+    var minCreateRev: Int64 = 0
+    @Option(name: .customLong("max-create-rev"), parsing: .unconditional, help: "Maximum create revision")
+    var maxCreateRev: Int64 = 0
     @Argument var arguments: [String] = []
 
     /// The key and options these flags ask for (shared with `txn`).
@@ -33,6 +39,9 @@ struct Get: EtcdctlCommand {
         }
         if self.prefix && self.fromKey {
             throw UsageError("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+        }
+        if self.keysOnly && self.countOnly {
+            throw UsageError("`--keys-only` and `--count-only` cannot be set at the same time, choose one")
         }
         var options: [EtcdGetOptions] = []
         switch self.consistency {
@@ -47,7 +56,8 @@ struct Get: EtcdctlCommand {
         case .fromKey: options.append(.fromKey)
         case .end(let end): options.append(.range(end: end))
         }
-        if self.limit != 0 { options.append(.limit(self.limit)) }
+        // etcd reads a negative limit as none, which the client refuses as a mistake.
+        if self.limit > 0 { options.append(.limit(self.limit)) }
         if self.rev > 0 { options.append(.revision(self.rev)) }
         let sortOrder: EtcdSortOrder
         switch self.order.uppercased() {
@@ -65,7 +75,10 @@ struct Get: EtcdctlCommand {
         case "VERSION": sortTarget = .version
         default: throw FeatureError("bad sort target \(self.sortBy)")
         }
-        if sortOrder != .none || sortTarget != .key { options.append(.sort(by: sortTarget, order: sortOrder)) }
+        // Sorting one key changes nothing at etcd; the client refuses it as a mistake.
+        if sortOrder != .none || sortTarget != .key, !range.isOneKey {
+            options.append(.sort(by: sortTarget, order: sortOrder))
+        }
         if self.keysOnly { options.append(.keysOnly) }
         if self.countOnly { options.append(.countOnly) }
         if self.minModRev > 0 { options.append(.minModRevision(self.minModRev)) }
@@ -78,6 +91,9 @@ struct Get: EtcdctlCommand {
     func run(_ global: GlobalOptions) async throws {
         let (key, options) = try self.request()
         var printer = global.printer
+        if self.countOnly && global.writeOut != .fields {
+            throw UsageError("--count-only is only for `--write-out=fields`")
+        }
         if self.printValueOnly {
             guard global.writeOut == .simple else {
                 throw UsageError("print-value-only is only for `--write-out=simple`")
@@ -93,7 +109,7 @@ struct Get: EtcdctlCommand {
 struct Put: EtcdctlCommand {
     static let configuration = CommandConfiguration(abstract: "Puts the given key into the store")
 
-    @Option(help: "lease ID (in hexadecimal) to attach to the key") var lease = "0"
+    @Option(parsing: .unconditional, help: "lease ID (in hexadecimal) to attach to the key") var lease = "0"
     @Flag(name: .customLong("prev-kv"), help: "return the previous key-value pair before modification") var prevKV =
         false
     @Flag(name: .customLong("ignore-value"), help: "updates the key using its current value") var ignoreValue = false
@@ -151,7 +167,7 @@ struct Del: EtcdctlCommand {
 
     /// The key and options these flags ask for (shared with `txn`).
     func request() throws -> (key: String, options: EtcdDeleteOptions) {
-        guard !self.arguments.isEmpty else {
+        guard !self.arguments.isEmpty, self.arguments.count <= 2 else {
             throw UsageError("del command needs one argument as key and an optional argument as range_end")
         }
         if self.prefix && self.fromKey {
@@ -187,6 +203,12 @@ struct KeyRange {
     }
     var key: String
     var kind: Kind
+
+    /// Whether the range is the key alone.
+    var isOneKey: Bool {
+        if case .key = self.kind { return true }
+        return false
+    }
 
     init(_ arguments: [String], prefix: Bool, fromKey: Bool) throws(UsageError) {
         self.key = arguments[0]

@@ -28,7 +28,8 @@ struct LeaseCommand: ParsableCommand {
             }
             let response = try await global.withClient { client in
                 do {
-                    return try await client.grant(ttl: ttl)
+                    // etcd grants its minimum TTL for a negative one, as for 0; the client refuses it as a mistake.
+                    return try await client.grant(ttl: max(ttl, 0))
                 } catch let error as EtcdClientError {
                     throw ExitError(EtcdctlExit.error, "failed to grant lease (\(etcdctlMessage(error)))")
                 }
@@ -82,6 +83,9 @@ struct LeaseCommand: ParsableCommand {
 
     struct List: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "List all active leases")
+
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
             let response = try await global.withClient { client in try await badConnection { try await client.leases() }

@@ -30,6 +30,9 @@ struct EndpointCommand: ParsableCommand {
             abstract: "Checks the healthiness of endpoints specified in `--endpoints` flag")
         @Flag(help: "use all endpoints from the cluster member list") var cluster = false
 
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
+
         func run(_ global: GlobalOptions) async throws {
             let list = try await endpoints(global, cluster: self.cluster)
             // Each endpoint on a client of its own, all at once; a linearizable read proves a quorum.
@@ -84,6 +87,9 @@ struct EndpointCommand: ParsableCommand {
             abstract: "Prints out the status of endpoints specified in `--endpoints` flag")
         @Flag(help: "use all endpoints from the cluster member list") var cluster = false
 
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
+
         func run(_ global: GlobalOptions) async throws {
             let list = try await endpoints(global, cluster: self.cluster)
             let (statuses, failed) = try await global.withClient(endpoints: list) { client in
@@ -109,7 +115,10 @@ struct EndpointCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "hashkv", abstract: "Prints the KV history hash for each endpoint in --endpoints")
         @Flag(help: "use all endpoints from the cluster member list") var cluster = false
-        @Option(help: "maximum revision to hash (default: all revisions)") var rev: Int64 = 0
+        @Option(parsing: .unconditional, help: "maximum revision to hash (default: all revisions)") var rev: Int64 = 0
+
+        /// Arguments etcdctl accepts here and ignores.
+        @Argument(help: .hidden) var ignored: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
             let list = try await endpoints(global, cluster: self.cluster)
@@ -180,6 +189,9 @@ struct Defrag: EtcdctlCommand {
     static let configuration = CommandConfiguration(
         abstract: "Defragments the storage of the etcd members with given endpoints")
     @Flag(help: "use all endpoints from the cluster member list") var cluster = false
+
+    /// Arguments etcdctl accepts here and ignores.
+    @Argument(help: .hidden) var ignored: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
         let list = try await endpoints(global, cluster: self.cluster)

@@ -11,22 +11,26 @@ struct MakeMirror: EtcdctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-mirror", abstract: "Makes a mirror at the destination etcd cluster")
 
-    @Option(help: "Key-value prefix to mirror") var prefix = ""
+    @Option(parsing: .unconditional, help: "Key-value prefix to mirror") var prefix = ""
     @Option(
-        name: .customLong("dest-prefix"),
+        name: .customLong("dest-prefix"), parsing: .unconditional,
         help: "destination prefix to mirror a prefix to a different prefix in the destination cluster")
     var destPrefix = ""
     @Flag(name: .customLong("no-dest-prefix"), help: "mirror key-values to the root of the destination cluster")
     var noDestPrefix = false
     @Option(
-        name: .customLong("dest-cert"),
+        name: .customLong("dest-cert"), parsing: .unconditional,
         help: "Identify secure client using this TLS certificate file for the destination cluster")
     var destCert: String?
-    @Option(name: .customLong("dest-key"), help: "Identify secure client using this TLS key file") var destKey: String?
     @Option(
-        name: .customLong("dest-cacert"),
+        name: .customLong("dest-key"), parsing: .unconditional, help: "Identify secure client using this TLS key file")
+    var destKey: String?
+    @Option(
+        name: .customLong("dest-cacert"), parsing: .unconditional,
         help: "Verify certificates of TLS enabled secure servers using this CA bundle") var destCACert: String?
-    @Option(name: .customLong("dest-insecure-transport"), help: "Disable transport security for client connections")
+    @Option(
+        name: .customLong("dest-insecure-transport"), parsing: .unconditional,
+        help: "Disable transport security for client connections")
     var destInsecureTransport = "true"
     @Argument var arguments: [String] = []
 

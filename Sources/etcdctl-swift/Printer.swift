@@ -312,6 +312,7 @@ struct Printer: Sendable {
         switch self.format {
         case .simple: for row in rows { Self.line(row.joined(separator: ", ")) }
         case .table: Self.write(renderTable(header: header, rows: rows))
+        case .json where self.hex: Self.line(Self.hexJSON(response))
         case .json:
             var fields = JSONFields()
             fields.object("header", Self.header(response.header))
@@ -710,6 +711,23 @@ struct Printer: Sendable {
         fields.int("deleted", response.deleted)
         fields.array("prev_kvs", response.prevKVs.map(Self.json))
         return fields.json
+    }
+
+    /// `member list -w json --hex` as etcdctl 3.5 writes it, by hand: the IDs as hexadecimal
+    /// strings, the raft term in hexadecimal but unquoted, the name unescaped, `clientURLS`, no
+    /// `isLearner`, and `null` for an empty URL list.
+    private static func hexJSON(_ response: EtcdMemberListResponse) -> String {
+        func urls(_ urls: [String]) -> String { urls.isEmpty ? "null" : JSON.array(urls.map { .string($0) }).rendered }
+        let header = response.header
+        var text = "{\"header\":{\"cluster_id\":\"\(String(header.clusterID, radix: 16))\","
+        text +=
+            "\"member_id\":\"\(String(header.memberID, radix: 16))\",\"raft_term\":\(String(header.raftTerm, radix: 16))}"
+        for (index, member) in response.members.enumerated() {
+            text += index == 0 ? ",\"members\":[{\"ID\":\"" : ",{\"ID\":\""
+            text += String(member.id, radix: 16) + "\",\"name\":\"" + member.name + "\",\"peerURLs\":"
+            text += urls(member.peerURLs) + ",\"clientURLS\":" + urls(member.clientURLs) + "}"
+        }
+        return text + (response.members.isEmpty ? "}" : "]}")
     }
 
     static func json(_ member: EtcdMember) -> JSON {

@@ -10,7 +10,7 @@ struct Watch: EtcdctlCommand {
 
     @Flag(name: .shortAndLong, help: "Interactive mode") var interactive = false
     @Flag(help: "Watch on a prefix if prefix is set") var prefix = false
-    @Option(help: "Revision to start watching") var rev: Int64 = 0
+    @Option(parsing: .unconditional, help: "Revision to start watching") var rev: Int64 = 0
     @Flag(name: .customLong("prev-kv"), help: "get the previous key-value pair before the event happens")
     var prevKV = false
     @Flag(name: .customLong("progress-notify"), help: "get periodic watch progress notification from server")

@@ -62,10 +62,13 @@ func invalidBoolError(_ text: String, flag: String) -> ExitError {
 /// so that an option would take the next argument as its value).
 ///
 /// ArgumentParser does not say which names are flags, so an empty value is first marked, and the
-/// parser's own refusals show which `name=value` arguments belong to flags.
+/// refusals of `parse` (the command line's parser, or one command's for a `txn` request) show
+/// which `name=value` arguments belong to flags.
 ///
 /// - Throws: ``ExitError`` with pflag's message (exit code 1) for a flag's value that is not a Go boolean.
-func pflagForms(_ arguments: [String]) throws(ExitError) -> [String] {
+func pflagForms(
+    _ arguments: [String], parse: ([String]) throws -> Void = { _ = try EtcdctlSwift.parseAsRoot($0) }
+) throws(ExitError) -> [String] {
     let mark = "\u{1}empty\u{1}"
     var end = arguments.firstIndex(of: "--") ?? arguments.endIndex
     var arguments = arguments
@@ -79,7 +82,7 @@ func pflagForms(_ arguments: [String]) throws(ExitError) -> [String] {
     while true {
         let message: String
         do {
-            _ = try EtcdctlSwift.parseAsRoot(arguments)
+            try parse(arguments)
             break
         } catch {
             message = EtcdctlSwift.message(for: error)
@@ -119,6 +122,9 @@ struct EtcdctlSwift: ParsableCommand {
 /// `version`
 struct Version: EtcdctlCommand {
     static let configuration = CommandConfiguration(abstract: "Prints the version of etcdctl")
+    /// Arguments etcdctl accepts here and ignores.
+    @Argument(help: .hidden) var ignored: [String] = []
+
     func run(_ global: GlobalOptions) async throws {
         Printer.line("etcdctl version: 3.5.0 (etcdctl-swift)")
         Printer.line("API version: 3.5")
@@ -218,7 +224,8 @@ do {
     fail(message, code: EtcdctlExit.error)
 }
 guard let runnable = command as? any EtcdctlCommand else {
-    Printer.line(EtcdctlSwift.helpMessage())
+    // A command group without its subcommand (`snapshot`): its help, as etcdctl prints.
+    Printer.line(EtcdctlSwift.helpMessage(for: type(of: command)))
     exit(0)
 }
 /// Runs the command and exits as etcdctl would.

@@ -238,11 +238,27 @@ struct EtcdctlCompatibilityTests {
                     ["get", "b", "--prefix=T", "--keys-only=1"], ["get", "--limit=1", "b", "--from-key=t"],
                     ["get", "b", "--prefix=TrUe"], ["get", "b", "--prefix="], ["get", "--limit=", "b"],
                     ["get", "b", "--consistency="],
+                    // what etcdctl sends and etcd accepts, which the client refuses as mistakes
+                    ["get", "b", "--limit", "-1"], ["get", "b", "--prefix", "--limit", "-1"],
+                    ["get", "b", "--sort-by=VALUE"],
+                    ["get", "b", "--order", "descend"],
+                    // flag values that look like flags; a shorthand flag without its value
+                    ["get", "b", "--limit", "--prefix"], ["get", "a", "-w"],
                 ]
                 for read in reads {
                     try await self.compare(cluster, endpoint + read)
                     try await self.compare(cluster, read + endpoint)
                 }
+                if !cluster.serverVersion.hasPrefix("3.4") {  // --count-only is etcdctl 3.5's
+                    for read in [
+                        ["get", "b", "--count-only"], ["get", "b", "--count-only", "--keys-only"],
+                        ["get", "b", "--prefix", "--count-only", "-w", "fields"],
+                    ] {
+                        try await self.compare(cluster, endpoint + read)
+                    }
+                }
+                // gRPC-Go reads a dial timeout of 0 as none.
+                try await self.compare(cluster, endpoint + ["--dial-timeout=0", "get", "a"])
                 // Writes: each tool starts from the same state.
                 let reset: @Sendable () async throws -> Void = {
                     _ = try await client.delete("w/", options: .prefix)
@@ -265,7 +281,7 @@ struct EtcdctlCompatibilityTests {
                     ["put", "w/9", "--ignore-value"], ["put", "w/1", "v", "--lease", "1", "--ignore-lease"], ["del"],
                     ["del", "w/", "--prefix", "--from-key"],
                     ["put", "w/1", "v", "--prev-kv=true"], ["del", "w/", "--prefix=false"],
-                    ["put", "w/1", "v", "--lease="],
+                    ["put", "w/1", "v", "--lease="], ["del", "w/1", "w/3", "w/4"],
                 ]
                 for write in writes {
                     try await self.compare(cluster, endpoint + write, prepare: reset, mask: Self.maskRevisions)
@@ -301,6 +317,9 @@ struct EtcdctlCompatibilityTests {
                     ("create(\"t/z\") = \"0\"\n\nget t/a\n\nget t/b\n\n", ["txn", "-w", "fields"]),
                     ("value(\"t/a\") = \"1\"\n\nput t/d \"with space\"\n\n\n", ["txn", "--interactive"]),
                     ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "-i", "-w", "table"]),
+                    // pflag's forms in requests
+                    ("\nget t/ --prefix=true --keys-only=f\nput t/e 5 --lease=\n\n", ["txn"]),
+                    ("\nget t/ --prefix=yes\n\n\n", ["txn"]), ("\ndel t/ --prefix=true --prev-kv=1\n\n\n", ["txn"]),
                     // errors
                     ("bad\n", ["txn"]), ("value(\"t/a\")=\"1\"\n\n\n\n", ["txn"]),
                     ("zz(\"t/a\") = \"1\"\n\n\n\n", ["txn"]), ("ver(\"t/a\") = \"x\"\n\n\n\n", ["txn"]),
@@ -352,6 +371,8 @@ struct EtcdctlCompatibilityTests {
                     ["lease", "grant"], ["lease", "grant", "x"], ["lease", "revoke", "zz"], ["lease", "revoke", "123"],
                     ["lease", "revoke"], ["lease", "timetolive"], ["lease", "keep-alive", "--once", "123"],
                     ["lease", "keep-alive"], ["lease", "grant", "100", "-w", "table"],
+                    // etcd grants its minimum TTL for a negative one
+                    ["lease", "grant", "--", "-5"],
                 ] {
                     try await self.compare(cluster, endpoint + arguments, mask: Self.maskOrder)
                 }
@@ -414,8 +435,15 @@ struct EtcdctlCompatibilityTests {
                     ["member", "update", "1234"], ["member", "promote", "1234"],
                     ["member", "promote", String(memberID, radix: 16)],
                     ["alarm", "list", "x"], ["move-leader"], ["move-leader", "zz"], ["snapshot", "save"],
+                    // arguments etcdctl ignores
+                    ["member", "list", "x"], ["lease", "list", "x"], ["endpoint", "status", "x"],
+                    ["endpoint", "health", "x"], ["endpoint", "hashkv", "x"], ["defrag", "x"],
                 ] {
                     try await self.compare(cluster, all + arguments, mask: Self.maskNumbers)
+                }
+                if !cluster.serverVersion.hasPrefix("3.4") {  // 3.4 ignores --hex in JSON
+                    try await self.compare(
+                        cluster, all + ["member", "list", "-w", "json", "--hex"], mask: Self.maskNumbers)
                 }
                 // An unreachable endpoint.
                 let unreachable = ["--endpoints", "127.0.0.1:1", "--dial-timeout", "1s", "--command-timeout", "1s"]
