@@ -58,8 +58,9 @@ struct AuthCommand: ParsableCommand {
     }
 }
 
-/// cobra's boolean flag values (`--interactive=false`).
-private func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
+/// cobra's boolean flag values (`--interactive=false`), for the boolean flags declared as options
+/// because they default to true.
+func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
     guard let value = goParseBool(text) else { throw invalidBoolError(text, flag: "--" + name) }
     return value
 }

@@ -16,7 +16,8 @@ struct Lock: EtcdctlCommand {
             throw UsageError("lock takes a lock name argument and an optional command to execute")
         }
         let command = Array(self.arguments.dropFirst())
-        let ttl = self.ttl
+        // concurrency.WithTTL ignores a TTL that is not positive, leaving the session's default of 60 s.
+        let ttl = self.ttl > 0 ? self.ttl : 60
         let printer = global.printer
         try await global.withClient(bounded: false) { client in
             let session = try await EtcdSession(client: client, ttl: ttl)

@@ -160,8 +160,11 @@ struct GlobalOptions: Sendable {
         // gRPC-Go reads a dial timeout of 0 as none, which leaves the command timeout as the bound.
         configuration.dialTimeout = self.dialTimeout > .zero ? self.dialTimeout : self.commandTimeout
         configuration.keepAlive = .init(time: self.keepAliveTime, timeout: self.keepAliveTimeout)
+        // As etcdctl: TLS for any TLS flag, for https:// endpoints, and with --insecure-transport=false
+        // (then with the system's roots unless --cacert is given).
         let wantsTLS =
             self.caFile != nil || self.certFile != nil || self.keyFile != nil || self.insecureSkipVerify
+            || !self.insecureTransport
             || self.endpoints.contains { $0.hasPrefix("https://") || $0.hasPrefix("unixs://") }
         if wantsTLS {
             var tls = EtcdClient.Configuration.TLS()

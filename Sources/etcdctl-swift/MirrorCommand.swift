@@ -35,6 +35,7 @@ struct MakeMirror: EtcdctlCommand {
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
+        let destinationInsecureTransport = try parseBool(self.destInsecureTransport, "dest-insecure-transport")
         guard self.arguments.count == 1 else { throw UsageError("make-mirror takes one destination argument") }
         if self.noDestPrefix && !self.destPrefix.isEmpty {
             throw UsageError("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
@@ -47,6 +48,7 @@ struct MakeMirror: EtcdctlCommand {
         destination.certFile = self.destCert
         destination.keyFile = self.destKey
         destination.insecureSkipVerify = false
+        destination.insecureTransport = destinationInsecureTransport
         let destinationConfiguration = try destination.configuration()
         let (prefix, destinationPrefix) = (
             self.prefix, self.noDestPrefix ? "" : self.destPrefix.isEmpty ? self.prefix : self.destPrefix

@@ -56,6 +56,14 @@ func invalidBoolError(_ text: String, flag: String) -> ExitError {
     )
 }
 
+/// A boolean flag as pflag names it in errors: `-l, --listen` for one with a shorthand, else `--name`.
+private func pflagName(_ flag: String) -> String {
+    let shorthands = ["listen": "l", "interactive": "i"]  // the boolean flags etcdctl gives a shorthand
+    let long = flag.hasPrefix("--") ? String(flag.dropFirst(2)) : shorthands.first { "-" + $0.value == flag }?.key
+    guard let long else { return flag }
+    return shorthands[long].map { "-\($0), --\(long)" } ?? "--\(long)"
+}
+
 /// The command's arguments with pflag's `--name=value` forms rewritten into what ArgumentParser
 /// reads the same way: a boolean flag with a value (`--prefix=true`, `--prefix=false`, which
 /// ArgumentParser refuses) and an empty value (`--limit=`, which ArgumentParser takes as no value,
@@ -92,7 +100,7 @@ func pflagForms(
         else { break }
         var value = String(arguments[index].dropFirst(flag.count + 1))
         if value == mark { value = "" }
-        guard let on = goParseBool(value) else { throw invalidBoolError(value, flag: flag) }
+        guard let on = goParseBool(value) else { throw invalidBoolError(value, flag: pflagName(flag)) }
         if on {
             arguments[index] = flag
         } else {

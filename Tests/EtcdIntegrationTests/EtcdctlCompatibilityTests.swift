@@ -257,6 +257,9 @@ struct EtcdctlCompatibilityTests {
                         try await self.compare(cluster, endpoint + read)
                     }
                 }
+                // TLS (here to a plaintext server) when --insecure-transport is false.
+                try await self.compare(cluster, endpoint + ["--insecure-transport=false", "get", "a"])
+                try await self.compare(cluster, endpoint + ["--insecure-transport=maybe", "get", "a"])
                 // gRPC-Go reads a dial timeout of 0 as none.
                 try await self.compare(cluster, endpoint + ["--dial-timeout=0", "get", "a"])
                 // Writes: each tool starts from the same state.
@@ -326,6 +329,7 @@ struct EtcdctlCompatibilityTests {
                     ("value(\"t/a\") = \"1\"\n\nbogus t/a\n\n\n", ["txn"]), ("\nget\n\n\n", ["txn"]),
                     ("\nput t/a\n\n\n", ["txn"]), ("\nget t/a --bogus\n\n\n", ["txn"]),
                     ("value(\"t/a\") = \"1\"\n", ["txn"]), ("", ["txn"]), ("\n\n\n", ["txn", "extra"]),
+                    ("\n\n\n", ["txn", "--interactive=maybe"]),
                 ]
                 for (input, arguments) in inputs {
                     try await self.compare(
@@ -612,6 +616,7 @@ struct EtcdctlCompatibilityTests {
                 try await self.compareStream(
                     cluster, endpoint + ["watch", "w/", "--prefix"] + rev + ["--", "sh", "-c", script],
                     ready: Self.lines(16))
+                try await self.compare(cluster, endpoint + ["watch", "-i=maybe"])
                 // Interactive: watch lines and a progress request, read from standard input.
                 let reference = try Self.reference(cluster)
                 var runs: [Run] = []
@@ -670,7 +675,13 @@ struct EtcdctlCompatibilityTests {
                 try await election.resign()
                 try await session.close()
             }
-            for arguments in [["elect"], ["elect", "e1"], ["elect", "-l", "e1", "p"], ["elect", "a", "b", "c"]] {
+            for arguments in [
+                ["elect"], ["elect", "e1"], ["elect", "-l", "e1", "p"], ["elect", "a", "b", "c"],
+                ["elect", "-l=maybe"],
+                ["elect", "--listen=maybe", "e1"],
+                // concurrency.WithTTL ignores a TTL that is not positive
+                ["lock", "--ttl", "-1", "l1", "sh", "-c", "true"], ["lock", "--ttl=0", "l1", "sh", "-c", "true"],
+            ] {
                 try await self.compare(cluster, endpoint + arguments)
             }
         }
@@ -825,6 +836,7 @@ struct EtcdctlCompatibilityTests {
                     for arguments in [
                         ["make-mirror"], ["make-mirror", "a", "b"],
                         ["make-mirror", "--dest-prefix", "x", "--no-dest-prefix", "127.0.0.1:1"],
+                        ["make-mirror", "--dest-insecure-transport=maybe", "x"],
                     ] {
                         try await self.compare(source, endpoint + arguments)
                     }
