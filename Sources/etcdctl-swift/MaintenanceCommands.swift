@@ -233,6 +233,23 @@ struct SnapshotCommand: ParsableCommand {
                 )
             }
             let path = self.arguments[0]
+            // A file that cannot be created fails first, in etcdctl's words (the client's own are longer).
+            let partial = path + ".part"
+            let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                let reason = String(cString: strerror(errno))
+                let goReason = reason.prefix(1).lowercased() + reason.dropFirst()  // Go's errno text
+                throw ExitError(EtcdctlExit.interrupted, "could not open \(partial) (open \(partial): \(goReason))")
+            }
+            close(descriptor)
+            unlink(partial)
+            var existing = stat()
+            if stat(path, &existing) == 0, existing.st_mode & S_IFMT == S_IFDIR {
+                // Go's os.Rename refuses to replace a folder, after the whole snapshot was received.
+                throw ExitError(
+                    EtcdctlExit.interrupted,
+                    "could not rename \(partial) to \(path) (rename \(partial) \(path): file exists)")
+            }
             // No timeout unless --command-timeout was given, as etcdctl.
             do {
                 try await global.withClient(bounded: global.commandTimeoutGiven) { client in

@@ -161,7 +161,9 @@ struct AdminTests {
         }
     }
 
-    @Test("a snapshot we save is accepted by etcdctl snapshot status, with the revision we wrote")
+    @Test(
+        "a snapshot we save is accepted by etcdctl snapshot status, with the revision we wrote, and only its owner may read it"
+    )
     func snapshot() async throws {
         try await withEtcd { cluster, client in
             for index in 0..<100 { try await client.put("snap/\(index)", value: "value \(index)") }
@@ -171,6 +173,8 @@ struct AdminTests {
             #expect(snapshot.size > 0)
             #expect(progressCalls.count > 0)
             #expect(!FileManager.default.fileExists(atPath: path + ".part"))
+            let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "mode \(String(mode ?? 0, radix: 8))")
             let status = try await cluster.etcdctl(["snapshot", "status", path, "--write-out", "json"])
             let revision = try await client.get("snap/99").kvs[0].modRevision
             #expect(status.contains("\"revision\":\(revision)"))
@@ -201,6 +205,22 @@ struct AdminTests {
                     == "cannot write the snapshot file \(path).part: No such file or directory; give a path in an existing folder this process can write to"
             )
             #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/missing-folder"))
+        }
+    }
+
+    @Test("a snapshot to a folder's path fails with invalidArgument and leaves the folder and its files as they were")
+    func snapshotOverFolder() async throws {
+        try await withEtcd { cluster, client in
+            let folder = cluster.directory + "/kept"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: folder + "/file"))
+            let error = await etcdErrorCode { try await client.snapshot(to: folder) }
+            #expect(error?.code == .invalidArgument)
+            #expect(
+                error?.message
+                    == "cannot write the snapshot to \(folder): it is a folder; give the path of a file in it")
+            #expect(try String(contentsOfFile: folder + "/file", encoding: .utf8) == "mine")
+            #expect(!FileManager.default.fileExists(atPath: folder + ".part"))
         }
     }
 

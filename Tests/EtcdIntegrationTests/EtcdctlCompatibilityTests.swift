@@ -528,6 +528,13 @@ struct EtcdctlCompatibilityTests {
                     cluster, one + ["snapshot", "save", path],
                     prepare: { try? FileManager.default.removeItem(atPath: path) })
                 try await self.compare(cluster, all + ["snapshot", "save", path])
+                try await self.compare(cluster, one + ["snapshot", "save", cluster.directory + "/missing/etcdctl.db"])
+                let folder = cluster.directory + "/kept"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+                try await self.compare(cluster, one + ["snapshot", "save", folder])
+                #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
+                let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+                #expect(mode == 0o600, "etcdctl-swift's snapshot mode \(String(mode ?? 0, radix: 8))")
 
                 // move-leader: each tool moves leadership to the next member; the endpoints must include the leader.
                 for _ in 0..<2 {

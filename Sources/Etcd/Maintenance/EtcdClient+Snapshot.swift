@@ -18,7 +18,8 @@ extension EtcdClient {
     /// Streams one member's backend database to `path`, checking its SHA-256 before the file appears.
     ///
     /// The data goes to `path.part` first and is renamed when complete and verified, so `path`
-    /// never holds a partial snapshot. Restore it with `etcdutl snapshot restore` (or `etcdctl
+    /// never holds a partial snapshot. The file is readable and writable by its owner only (mode
+    /// 0600, as etcdctl writes it), since a snapshot holds every key and value. Restore it with `etcdutl snapshot restore` (or `etcdctl
     /// snapshot restore` before 3.5).
     ///
     /// - Parameters:
@@ -28,7 +29,8 @@ extension EtcdClient {
     ///     says remain.
     /// - Throws: ``EtcdClientError`` `corrupt` when the checksum does not match; `invalidArgument`
     ///   when `path` cannot be written, with the system's reason (a missing folder, no permission),
-    ///   before anything is asked of the server.
+    ///   or names a folder, before anything is asked of the server. A folder at `path` is never
+    ///   replaced.
     @discardableResult
     public func snapshot(
         to path: String,
@@ -36,8 +38,14 @@ extension EtcdClient {
         progress: (@Sendable (_ written: Int64, _ remaining: UInt64) -> Void)? = nil
     ) async throws -> EtcdSnapshot {
         let pinned = try endpoint.map { endpoint throws(EtcdClientError) in try self.connection(for: endpoint) }
+        var existing = stat()
+        if stat(path, &existing) == 0, existing.st_mode & S_IFMT == S_IFDIR {
+            throw EtcdClientError(
+                code: .invalidArgument,
+                message: "cannot write the snapshot to \(path): it is a folder; give the path of a file in it")
+        }
         let partial = path + ".part"
-        let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             let reason = String(cString: strerror(errno))
             throw EtcdClientError(
@@ -85,8 +93,13 @@ extension EtcdClient {
                     message: "the snapshot's SHA-256 does not match its data; the partial file was removed, try again"
                 )
             }
-            _ = try? FileManager.default.removeItem(atPath: path)
-            try FileManager.default.moveItem(atPath: partial, toPath: path)
+            // rename(2) replaces a file at `path` in one step, and refuses to replace a folder.
+            guard rename(partial, path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                throw EtcdClientError(
+                    code: .invalidArgument,
+                    message: "cannot move the verified snapshot from \(partial) to \(path): \(reason)")
+            }
             return EtcdSnapshot(path: path, size: size, version: version.isEmpty ? nil : version)
         } catch {
             try? file.close()
