@@ -62,10 +62,24 @@ struct GlobalOptions: Sendable {
                 index += 1
                 continue
             }
-            let body = argument.drop(while: { $0 == "-" })
-            let (name, inline) =
-                body.firstIndex(of: "=").map { (String(body[..<$0]), String(body[body.index(after: $0)...])) }
-                ?? (String(body), nil)
+            let dashes = argument.prefix(while: { $0 == "-" }).count
+            let body = argument.dropFirst(dashes)
+            let name: String
+            let inline: String?
+            if dashes == 1 {
+                // A shorthand, as pflag reads it: `-w json`, `-w=json` or `-wjson`.
+                name = String(body.prefix(1))
+                let after = body.dropFirst()
+                inline = after.isEmpty ? nil : String(after.hasPrefix("=") ? after.dropFirst() : after)
+            } else if dashes == 2 {
+                (name, inline) =
+                    body.firstIndex(of: "=").map { (String(body[..<$0]), String(body[body.index(after: $0)...])) }
+                    ?? (String(body), nil)
+            } else {
+                rest.append(argument)  // the command's parser refuses it
+                index += 1
+                continue
+            }
             if let variable = fromEnvironment[name == "w" ? "write-out" : name],
                 Self.valued.contains(name) || Self.booleans.contains(name)
             {
@@ -121,7 +135,15 @@ struct GlobalOptions: Sendable {
                 throw ExitError(EtcdctlExit.badFeature, "unsupported output format")
             }
             self.writeOut = format
-        default: break  // accepted for compatibility, without effect (debug, discovery)
+        case "discovery-srv", "d":
+            // Ignoring it would connect to the default endpoint instead of the domain's members.
+            guard value.isEmpty else {
+                throw ExitError(
+                    EtcdctlExit.badFeature,
+                    "DNS SRV discovery (--discovery-srv) is not supported by etcdctl-swift; list the members with --endpoints"
+                )
+            }
+        default: break  // accepted for compatibility, without effect (debug; discovery's other flags)
         }
     }
 

@@ -219,8 +219,10 @@ do {
     }
     // cobra's wording for flag errors, and its exit code (etcdctl's ExitError).
     var message = EtcdctlSwift.message(for: error)
-    if let match = message.firstMatch(of: /^Unknown option '-([^-])'$/) {
-        message = "unknown shorthand flag: '\(match.1)' in -\(match.1)"
+    if let match = message.firstMatch(of: /^Unknown option '-([^-])([^']*)'(\. Did you mean .*)?$/) {
+        message = "unknown shorthand flag: '\(match.1)' in -\(match.1)\(match.2)"
+    } else if let match = message.firstMatch(of: /^Invalid option: (---.*)$/) {
+        message = "bad flag syntax: \(match.1)"
     } else if message.hasPrefix("Unknown option '"), message.hasSuffix("'") {
         message = "unknown flag: " + message.dropFirst("Unknown option '".count).dropLast()
     } else if let match = message.firstMatch(of: /The value '(.*)' is invalid for '(--[a-z-]+)/) {

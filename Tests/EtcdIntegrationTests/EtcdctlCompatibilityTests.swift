@@ -242,8 +242,10 @@ struct EtcdctlCompatibilityTests {
                     ["get", "b", "--limit", "-1"], ["get", "b", "--prefix", "--limit", "-1"],
                     ["get", "b", "--sort-by=VALUE"],
                     ["get", "b", "--order", "descend"],
-                    // flag values that look like flags; a shorthand flag without its value
-                    ["get", "b", "--limit", "--prefix"], ["get", "a", "-w"],
+                    // flag values that look like flags; a shorthand flag without its value, or with it attached
+                    ["get", "b", "--limit", "--prefix"], ["get", "a", "-w"], ["get", "a", "-wjson"],
+                    ["get", "a", "-w=json"],
+                    ["get", "a", "-prefix"], ["get", "a", "---prefix"],
                 ]
                 for read in reads {
                     try await self.compare(cluster, endpoint + read)
@@ -260,6 +262,14 @@ struct EtcdctlCompatibilityTests {
                 // TLS (here to a plaintext server) when --insecure-transport is false.
                 try await self.compare(cluster, endpoint + ["--insecure-transport=false", "get", "a"])
                 try await self.compare(cluster, endpoint + ["--insecure-transport=maybe", "get", "a"])
+                // DNS SRV discovery is refused, not ignored (etcdctl would look the domain up).
+                let discovery = try await self.run(
+                    Self.swiftTool, endpoint + ["--discovery-srv", "example.com", "get", "a"])
+                #expect(discovery.status == 4)
+                #expect(
+                    discovery.error
+                        == "Error: DNS SRV discovery (--discovery-srv) is not supported by etcdctl-swift; list the members with --endpoints"
+                )
                 // gRPC-Go reads a dial timeout of 0 as none.
                 try await self.compare(cluster, endpoint + ["--dial-timeout=0", "get", "a"])
                 // Writes: each tool starts from the same state.
