@@ -43,8 +43,10 @@ struct GlobalOptions: Sendable {
         var fromEnvironment: [String: String] = [:]  // flag name: variable
         for name in Self.valued.union(Self.booleans) where name.count > 1 {
             let variable = "ETCDCTL_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            // As etcd's flags package: an empty value is not applied, but the variable still
+            // conflicts with its flag.
             if let value = environment[variable] {
-                try options.set(name, value)
+                if !value.isEmpty { try options.set(name, value) }
                 fromEnvironment[name] = variable
             }
         }

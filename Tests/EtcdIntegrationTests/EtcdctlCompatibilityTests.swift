@@ -262,6 +262,11 @@ struct EtcdctlCompatibilityTests {
                 // TLS (here to a plaintext server) when --insecure-transport is false.
                 try await self.compare(cluster, endpoint + ["--insecure-transport=false", "get", "a"])
                 try await self.compare(cluster, endpoint + ["--insecure-transport=maybe", "get", "a"])
+                // An empty ETCDCTL_* variable is not applied, but still conflicts with its flag.
+                try await self.compare(cluster, endpoint + ["get", "a"], environment: ["ETCDCTL_ENDPOINTS": ""])
+                if !cluster.serverVersion.hasPrefix("3.4") {  // 3.4 also warns of it, as "unrecognized"
+                    try await self.compare(cluster, endpoint + ["get", "a"], environment: ["ETCDCTL_WRITE_OUT": ""])
+                }
                 // DNS SRV discovery is refused, not ignored (etcdctl would look the domain up).
                 let discovery = try await self.run(
                     Self.swiftTool, endpoint + ["--discovery-srv", "example.com", "get", "a"])
