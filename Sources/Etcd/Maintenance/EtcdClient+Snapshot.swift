@@ -19,8 +19,8 @@ extension EtcdClient {
     ///
     /// The data goes to `path.part` first and is renamed when complete and verified, so `path`
     /// never holds a partial snapshot. The file is readable and writable by its owner only (mode
-    /// 0600, as etcdctl writes it), since a snapshot holds every key and value. Restore it with `etcdutl snapshot restore` (or `etcdctl
-    /// snapshot restore` before 3.5).
+    /// 0600, as etcdctl writes it), since a snapshot holds every key and value. Restore it with
+    /// `etcdutl snapshot restore` (or `etcdctl snapshot restore` before 3.5).
     ///
     /// - Parameters:
     ///   - path: the file to write; an existing file there is replaced once the snapshot is verified.
