@@ -51,10 +51,10 @@ final class FaultWorkload: Sendable {
         }
     }
 
-    /// Grants 20 leases of 5 s kept alive by the client.
-    func keepLeases() async throws {
+    /// Grants 20 leases of `ttl` seconds kept alive by the client.
+    func keepLeases(ttl: Int64) async throws {
         for _ in 0..<20 {
-            let grant = try await self.client.grant(ttl: 5)
+            let grant = try await self.client.grant(ttl: ttl)
             let lease = try self.client.keepAliveInBackground(grant.id)
             self.leases.withLock { $0.append(lease) }
         }
