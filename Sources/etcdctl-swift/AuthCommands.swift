@@ -58,13 +58,6 @@ struct AuthCommand: ParsableCommand {
     }
 }
 
-/// cobra's boolean flag values (`--interactive=false`), for the boolean flags declared as options
-/// because they default to true.
-func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
-    guard let value = goParseBool(text) else { throw invalidBoolError(text, flag: "--" + name) }
-    return value
-}
-
 /// A password: the first word of standard input (`--interactive=false`), or asked twice on the terminal.
 private func readPassword(_ name: String, interactive: Bool) throws -> String {
     guard interactive else {

@@ -129,9 +129,9 @@ struct GlobalOptions: Sendable {
         case "cacert": self.caFile = value
         case "cert": self.certFile = value
         case "key": self.keyFile = value
-        case "insecure-skip-tls-verify": self.insecureSkipVerify = try Self.bool(value, name)
-        case "insecure-transport": self.insecureTransport = try Self.bool(value, name)
-        case "hex": self.hex = try Self.bool(value, name)
+        case "insecure-skip-tls-verify": self.insecureSkipVerify = try parseBool(value, name)
+        case "insecure-transport": self.insecureTransport = try parseBool(value, name)
+        case "hex": self.hex = try parseBool(value, name)
         case "write-out", "w":
             guard let format = OutputFormat(rawValue: value) else {
                 throw ExitError(EtcdctlExit.badFeature, "unsupported output format")
@@ -147,11 +147,6 @@ struct GlobalOptions: Sendable {
             }
         default: break  // accepted for compatibility, without effect (debug; discovery's other flags)
         }
-    }
-
-    private static func bool(_ value: String, _ name: String) throws(ExitError) -> Bool {
-        guard let value = goParseBool(value) else { throw invalidBoolError(value, flag: "--" + name) }
-        return value
     }
 
     /// A Go duration: `5s`, `500ms`, `1m30s`, `2h`, `1.5s`.

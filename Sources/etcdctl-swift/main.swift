@@ -56,6 +56,13 @@ func invalidBoolError(_ text: String, flag: String) -> ExitError {
     )
 }
 
+/// A boolean flag's value read by hand (`--interactive=false`, the global flags): Go's spellings,
+/// else pflag's error for `--name`.
+func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
+    guard let value = goParseBool(text) else { throw invalidBoolError(text, flag: "--" + name) }
+    return value
+}
+
 /// A boolean flag as pflag names it in errors: `-l, --listen` for one with a shorthand, else `--name`.
 private func pflagName(_ flag: String) -> String {
     let shorthands = ["listen": "l", "interactive": "i"]  // the boolean flags etcdctl gives a shorthand
