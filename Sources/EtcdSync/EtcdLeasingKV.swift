@@ -62,6 +62,10 @@ public final class EtcdLeasingKV: Sendable {
         var leaseID: Int64 = 0
         var lost = false
         var stopped = false
+        /// Counts writes that completed and revocations this client gave in to. A get caches its
+        /// answer only if this did not change while the answer was on its way: the write may have
+        /// come after the answer was read and before it was cached, where nothing else would drop it.
+        var invalidations: UInt64 = 0
     }
     private let state = Mutex(State())
     private let cacheHits = Atomic<Int>(0)
@@ -109,7 +113,10 @@ public final class EtcdLeasingKV: Sendable {
 
     /// Drops the cached key and deletes its ownership key, so the waiting writer can go ahead.
     private func rescind(_ key: Data, revision: Int64) async throws {
-        self.state.withLock { _ = $0.entries.removeValue(forKey: key) }
+        self.state.withLock { state in
+            state.entries[key] = nil
+            state.invalidations &+= 1
+        }
         try await self.client.txn(
             if: [.createRevision(self.prefix + key) < revision], then: [.delete(self.prefix + key)])
     }
@@ -136,6 +143,7 @@ public final class EtcdLeasingKV: Sendable {
         if request.serializable { return try await self.client.get(key, options: options) }
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
         let owner = self.prefix + key
+        let invalidations = self.state.withLock { $0.invalidations }
         let response = try await self.client.txn(
             if: [.createRevision(owner) == 0, .lease(key) == 0],
             then: [.get(key), .put(owner, value: "", options: .lease(leaseID))],
@@ -153,7 +161,7 @@ public final class EtcdLeasingKV: Sendable {
         }
         if let ownership {
             self.state.withLock { state in
-                if !state.lost && !state.stopped && state.leaseID == leaseID {
+                if !state.lost && !state.stopped && state.leaseID == leaseID && state.invalidations == invalidations {
                     state.entries[key] = Entry(response: value, ownership: ownership)
                 }
             }
@@ -171,7 +179,11 @@ public final class EtcdLeasingKV: Sendable {
         let response = try await self.modify(key, .put(key, value: value, options: options))
         let put = try Self.require(response.responses.first?.put)
         self.state.withLock { state in
-            guard var entry = state.entries[key] else { return }
+            state.invalidations &+= 1
+            // A copy newer than this write (from a write of this client's that overtook it) stays.
+            guard var entry = state.entries[key], entry.response.header.revision < response.header.revision else {
+                return
+            }
             if request.lease != 0 || request.ignoreValue || request.ignoreLease {
                 // Attached to a lease (it may vanish without a write), or a value we do not know: stop caching it.
                 state.entries[key] = nil
@@ -202,7 +214,11 @@ public final class EtcdLeasingKV: Sendable {
         if request.rangeEnd.isEmpty {
             let response = try await self.modify(key, .delete(key, options: options))
             self.state.withLock { state in
-                guard var entry = state.entries[key] else { return }
+                state.invalidations &+= 1
+                // As for a put: a newer copy stays.
+                guard var entry = state.entries[key], entry.response.header.revision < response.header.revision else {
+                    return
+                }
                 entry.response.kvs = []
                 entry.response.count = 0
                 entry.response.header = response.header
@@ -229,6 +245,7 @@ public final class EtcdLeasingKV: Sendable {
                 if: [ownerRange < newest + 1], then: [.delete(key, options: options)])
             if response.succeeded {
                 self.state.withLock { state in
+                    state.invalidations &+= 1
                     for cached in state.entries.keys where Self.inRange(cached, request.key, request.rangeEnd) {
                         state.entries[cached] = nil
                     }
@@ -264,6 +281,7 @@ public final class EtcdLeasingKV: Sendable {
                 if: guards, then: [.txn(if: compares, then: then, else: otherwise)], else: [])
             if response.succeeded, let inner = response.responses.first?.txn {
                 self.state.withLock { state in
+                    state.invalidations &+= 1
                     for key in written { state.entries[key] = nil }
                 }
                 var result = inner

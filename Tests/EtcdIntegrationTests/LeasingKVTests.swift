@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+import Dispatch
 import Etcd
 import EtcdSync
 import EtcdTesting
+import Synchronization
 import Testing
 
 @Suite("Leasing KV (EtcdSync)", .timeLimit(.minutes(2)))
@@ -86,6 +88,77 @@ struct LeasingKVTests {
         }
     }
 
+    /// A write that completes while a get's acquisition is answered but not yet cached.
+    enum RacingWrite: String, CaseIterable, CustomTestStringConvertible {
+        case otherPut = "the other leasing KV's put"
+        case ownPut = "this leasing KV's put"
+        case ownTxn = "this leasing KV's txn"
+        var testDescription: String { self.rawValue }
+    }
+
+    @Test(
+        "a write that completes while a get's answer waits to be cached is seen by the next get",
+        arguments: RacingWrite.allCases)
+    func writeDuringAcquisition(_ write: RacingWrite) async throws {
+        try await withTwo { client, first, second in
+            try await client.put("raced", value: "old")
+            let held = HoldingExecutor()
+            let owned = Task {
+                try await withTaskExecutorPreference(held) { try await first.get("raced") }
+            }
+            // Let the get run one step at a time until etcd has recorded its ownership: its answer
+            // is then on the way back or already held, and is not cached until `release`.
+            try await within(.seconds(10), "the get's ownership key") {
+                for await _ in held.arrivals {
+                    if try await client.get("leasing/raced").count == 1 { return }
+                    held.step()
+                }
+            }
+            try await within(.seconds(10), "the racing write") {
+                switch write {
+                case .otherPut: try await second.put("raced", value: "new")
+                case .ownPut: try await first.put("raced", value: "new")
+                case .ownTxn: try await first.txn(if: [], then: [.put("raced", value: "new")])
+                }
+            }
+            held.release()
+            #expect(try await owned.value.kvs.first?.valueString == "old")  // read before the write
+            #expect(try await first.get("raced").kvs.first?.valueString == "new")
+        }
+    }
+
+    @Test(
+        "a write of the owner that completes after its next write leaves the later value cached",
+        arguments: ["put", "delete"])
+    func ownWritesOutOfOrder(_ earlier: String) async throws {
+        try await withTwo { client, first, _ in
+            try await client.put("raced", value: "old")
+            _ = try await first.get("raced")  // owned and cached
+            let held = HoldingExecutor()
+            let write = Task {
+                try await withTaskExecutorPreference(held) {
+                    if earlier == "put" {
+                        try await first.put("raced", value: "earlier")
+                    } else {
+                        try await first.delete("raced")
+                    }
+                }
+            }
+            // Let the earlier write run one step at a time until etcd has applied it.
+            try await within(.seconds(10), "the earlier write") {
+                for await _ in held.arrivals {
+                    if try await client.get("raced").kvs.first?.valueString != "old" { return }
+                    held.step()
+                }
+            }
+            try await first.put("raced", value: "later")
+            held.release()
+            try await write.value
+            #expect(try await first.get("raced").kvs.first?.valueString == "later")
+            #expect(try await client.get("raced").kvs.first?.valueString == "later")
+        }
+    }
+
     @Test("keys attached to a lease are not cached; leaving the scope deletes the ownership keys")
     func leasesAndScope() async throws {
         try await withEtcd { _, client in
@@ -100,5 +173,47 @@ struct LeasingKVTests {
             }
             #expect(try await client.get("leasing/", options: .prefix).count == 0)
         }
+    }
+}
+
+/// A task executor that runs a job only when the test lets it (`step`), and every job after
+/// `release`: it holds a task at a point the test chooses.
+private final class HoldingExecutor: TaskExecutor {
+    private let queue = DispatchQueue(label: "holding-executor")
+    private let held = Mutex<(jobs: [UnownedJob], released: Bool)>(([], false))
+    /// An element for each job held.
+    let arrivals: AsyncStream<Void>
+    private let arrived: AsyncStream<Void>.Continuation
+
+    init() { (self.arrivals, self.arrived) = AsyncStream.makeStream() }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let run = self.held.withLock { held in
+            if held.released { return true }
+            held.jobs.append(job)
+            return false
+        }
+        if run { self.run(job) } else { self.arrived.yield() }
+    }
+
+    /// Runs the oldest held job.
+    func step() {
+        if let job = self.held.withLock({ $0.jobs.isEmpty ? nil : $0.jobs.removeFirst() }) { self.run(job) }
+    }
+
+    /// Runs the held jobs, and every later one as it comes.
+    func release() {
+        let jobs = self.held.withLock { held in
+            held.released = true
+            defer { held.jobs = [] }
+            return held.jobs
+        }
+        jobs.forEach(self.run)
+        self.arrived.finish()
+    }
+
+    private func run(_ job: UnownedJob) {
+        self.queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
