@@ -81,10 +81,10 @@ struct UserCommand: ParsableCommand {
 
     struct Add: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Adds a new user")
-        @Option(
-            name: .customLong("interactive"), parsing: .unconditional,
+        @Flag(
+            name: .customLong("interactive"), inversion: .prefixedNo, exclusivity: .chooseLast,
             help: "Read password from stdin instead of interactive terminal")
-        var interactive = "true"
+        var interactive = true
         @Option(
             name: .customLong("new-user-password"), parsing: .unconditional,
             help: "Supply password from the command line flag")
@@ -97,7 +97,6 @@ struct UserCommand: ParsableCommand {
             guard self.arguments.count == 1 else {
                 throw UsageError("user add command requires user name as its argument")
             }
-            let interactive = try parseBool(self.interactive, "interactive")
             var user = self.arguments[0]
             var password: String?
             if !self.noPassword {
@@ -108,7 +107,7 @@ struct UserCommand: ParsableCommand {
                     user = String(user[..<colon])
                     if user.isEmpty { throw UsageError("empty user name is not allowed") }
                 } else {
-                    password = try readPassword(user, interactive: interactive)
+                    password = try readPassword(user, interactive: self.interactive)
                 }
             }
             let (name, secret) = (user, password)
@@ -172,9 +171,9 @@ struct UserCommand: ParsableCommand {
 
     struct Passwd: EtcdctlCommand {
         static let configuration = CommandConfiguration(abstract: "Changes password of user")
-        @Option(
-            name: .customLong("interactive"), parsing: .unconditional,
-            help: "If true, read password from stdin instead of interactive terminal") var interactive = "true"
+        @Flag(
+            name: .customLong("interactive"), inversion: .prefixedNo, exclusivity: .chooseLast,
+            help: "If true, read password from stdin instead of interactive terminal") var interactive = true
         @Argument var arguments: [String] = []
 
         func run(_ global: GlobalOptions) async throws {
@@ -182,7 +181,7 @@ struct UserCommand: ParsableCommand {
                 throw UsageError("user passwd command requires user name as its argument")
             }
             let name = self.arguments[0]
-            let password = try readPassword(name, interactive: try parseBool(self.interactive, "interactive"))
+            let password = try readPassword(name, interactive: self.interactive)
             let header = try await global.withClient { client in
                 try await client.userChangePassword(name, password: password)
             }

@@ -28,14 +28,13 @@ struct MakeMirror: EtcdctlCommand {
     @Option(
         name: .customLong("dest-cacert"), parsing: .unconditional,
         help: "Verify certificates of TLS enabled secure servers using this CA bundle") var destCACert: String?
-    @Option(
-        name: .customLong("dest-insecure-transport"), parsing: .unconditional,
+    @Flag(
+        name: .customLong("dest-insecure-transport"), inversion: .prefixedNo, exclusivity: .chooseLast,
         help: "Disable transport security for client connections")
-    var destInsecureTransport = "true"
+    var destInsecureTransport = true
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
-        let destinationInsecureTransport = try parseBool(self.destInsecureTransport, "dest-insecure-transport")
         guard self.arguments.count == 1 else { throw UsageError("make-mirror takes one destination argument") }
         if self.noDestPrefix && !self.destPrefix.isEmpty {
             throw UsageError("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
@@ -48,7 +47,7 @@ struct MakeMirror: EtcdctlCommand {
         destination.certFile = self.destCert
         destination.keyFile = self.destKey
         destination.insecureSkipVerify = false
-        destination.insecureTransport = destinationInsecureTransport
+        destination.insecureTransport = self.destInsecureTransport
         let destinationConfiguration = try destination.configuration()
         let (prefix, destinationPrefix) = (
             self.prefix, self.noDestPrefix ? "" : self.destPrefix.isEmpty ? self.prefix : self.destPrefix

@@ -56,19 +56,26 @@ func invalidBoolError(_ text: String, flag: String) -> ExitError {
     )
 }
 
-/// A boolean flag's value read by hand (`--interactive=false`, the global flags): Go's spellings,
-/// else pflag's error for `--name`.
+/// A boolean flag's value read by hand (the global flags): Go's spellings, else pflag's error for `--name`.
 func parseBool(_ text: String, _ name: String) throws(ExitError) -> Bool {
     guard let value = goParseBool(text) else { throw invalidBoolError(text, flag: "--" + name) }
     return value
 }
 
-/// A boolean flag as pflag names it in errors: `-l, --listen` for one with a shorthand, else `--name`.
-private func pflagName(_ flag: String) -> String {
-    let shorthands = ["listen": "l", "interactive": "i"]  // the boolean flags etcdctl gives a shorthand
-    let long = flag.hasPrefix("--") ? String(flag.dropFirst(2)) : shorthands.first { "-" + $0.value == flag }?.key
+/// The boolean flags that are true by default (`user add --interactive`, `make-mirror
+/// --dest-insecure-transport`). They are declared with ArgumentParser's `--no-` inversion, which
+/// ``pflagForms(_:parse:)`` writes for `--name=false`.
+private let trueByDefault = ["interactive", "dest-insecure-transport"]
+
+/// A boolean flag as pflag names it in errors: `-l, --listen` where `command` gives it a shorthand,
+/// else `--name`.
+private func pflagName(_ flag: String, command: String?) -> String {
+    // The boolean flags etcdctl gives a shorthand, by command.
+    let shorthands = ["watch": ["interactive": "i"], "txn": ["interactive": "i"], "elect": ["listen": "l"]]
+    let table = command.flatMap { shorthands[$0] } ?? [:]
+    let long = flag.hasPrefix("--") ? String(flag.dropFirst(2)) : table.first { "-" + $0.value == flag }?.key
     guard let long else { return flag }
-    return shorthands[long].map { "-\($0), --\(long)" } ?? "--\(long)"
+    return table[long].map { "-\($0), --\(long)" } ?? "--\(long)"
 }
 
 /// The command's arguments with pflag's `--name=value` forms rewritten into what ArgumentParser
@@ -78,7 +85,8 @@ private func pflagName(_ flag: String) -> String {
 ///
 /// ArgumentParser does not say which names are flags, so an empty value is first marked, and the
 /// refusals of `parse` (the command line's parser, or one command's for a `txn` request) show
-/// which `name=value` arguments belong to flags.
+/// which `name=value` arguments belong to flags. `--name=false` is dropped, or for a flag that is
+/// true by default, written as its `--no-name` inversion.
 ///
 /// - Throws: ``ExitError`` with pflag's message (exit code 1) for a flag's value that is not a Go boolean.
 func pflagForms(
@@ -87,6 +95,7 @@ func pflagForms(
     let mark = "\u{1}empty\u{1}"
     var end = arguments.firstIndex(of: "--") ?? arguments.endIndex
     var arguments = arguments
+    let command = arguments[..<end].first { !$0.hasPrefix("-") }
     for index in arguments[..<end].indices {
         let argument = arguments[index]
         if argument.hasPrefix("-"), argument.firstIndex(of: "=") == argument.index(before: argument.endIndex) {
@@ -94,6 +103,7 @@ func pflagForms(
         }
     }
     let refused = /^The option '(-[^']+)' does not take any value, but '(?s:.*)' was specified\.$/
+    var inverted: Set<String> = []  // the `--no-` inversions written here
     while true {
         let message: String
         do {
@@ -102,14 +112,27 @@ func pflagForms(
         } catch {
             message = EtcdctlSwift.message(for: error)
         }
+        // An inversion the command does not have: its flag is false by default, so drop it.
+        if let unknown = message.firstMatch(of: /^Unknown option '(--no-[^']+)'/).map({ String($0.1) }),
+            inverted.contains(unknown), let index = arguments[..<end].firstIndex(of: unknown)
+        {
+            arguments.remove(at: index)
+            end -= 1
+            continue
+        }
         guard let flag = message.firstMatch(of: refused).map({ String($0.1) }),
             let index = arguments[..<end].firstIndex(where: { $0.hasPrefix(flag + "=") })
         else { break }
         var value = String(arguments[index].dropFirst(flag.count + 1))
         if value == mark { value = "" }
-        guard let on = goParseBool(value) else { throw invalidBoolError(value, flag: pflagName(flag)) }
+        guard let on = goParseBool(value) else {
+            throw invalidBoolError(value, flag: pflagName(flag, command: command))
+        }
         if on {
             arguments[index] = flag
+        } else if flag.hasPrefix("--"), trueByDefault.contains(String(flag.dropFirst(2))) {
+            arguments[index] = "--no-" + flag.dropFirst(2)
+            inverted.insert(arguments[index])
         } else {
             arguments.remove(at: index)
             end -= 1
@@ -241,8 +264,14 @@ do {
     fail(message, code: EtcdctlExit.error)
 }
 guard let runnable = command as? any EtcdctlCommand else {
-    // A command group without its subcommand (`snapshot`): its help, as etcdctl prints.
-    Printer.line(EtcdctlSwift.helpMessage(for: type(of: command)))
+    // `--help`, `-h` or `help` for a command (ArgumentParser's help command), or a command group
+    // without its subcommand (`snapshot`): run, they ask for the command's help, as etcdctl prints it.
+    do {
+        var command = command
+        try command.run()
+    } catch {
+        Printer.line(EtcdctlSwift.fullMessage(for: error))
+    }
     exit(0)
 }
 /// Runs the command and exits as etcdctl would.

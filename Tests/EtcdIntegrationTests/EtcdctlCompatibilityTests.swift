@@ -275,6 +275,15 @@ struct EtcdctlCompatibilityTests {
                     discovery.error
                         == "Error: DNS SRV discovery (--discovery-srv) is not supported by etcdctl-swift; list the members with --endpoints"
                 )
+                // Help, in ArgumentParser's words (cobra's differ): the command's own, exit code 0.
+                for (arguments, usage) in [
+                    (["get", "--help"], "etcdctl-swift get "), (["get", "-h"], "etcdctl-swift get "),
+                    (["help", "get"], "etcdctl-swift get "), (["user", "add", "--help"], "etcdctl-swift user add "),
+                    (["snapshot"], "etcdctl-swift snapshot <subcommand>"), (["--help"], "etcdctl-swift <subcommand>"),
+                ] {
+                    let help = try await self.run(Self.swiftTool, arguments)
+                    #expect(help.status == 0 && help.stdout.contains("USAGE: " + usage), "\(arguments): \(help.stdout)")
+                }
                 // gRPC-Go reads a dial timeout of 0 as none.
                 try await self.compare(cluster, endpoint + ["--dial-timeout=0", "get", "a"])
                 // Writes: each tool starts from the same state.
@@ -335,6 +344,7 @@ struct EtcdctlCompatibilityTests {
                     ("create(\"t/z\") = \"0\"\n\nget t/a\n\nget t/b\n\n", ["txn", "-w", "fields"]),
                     ("value(\"t/a\") = \"1\"\n\nput t/d \"with space\"\n\n\n", ["txn", "--interactive"]),
                     ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "-i", "-w", "table"]),
+                    ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "--interactive=false"]),
                     // pflag's forms in requests
                     ("\nget t/ --prefix=true --keys-only=f\nput t/e 5 --lease=\n\n", ["txn"]),
                     ("\nget t/ --prefix=yes\n\n\n", ["txn"]), ("\ndel t/ --prefix=true --prev-kv=1\n\n\n", ["txn"]),
@@ -757,6 +767,12 @@ struct EtcdctlCompatibilityTests {
                     (["role", "revoke-permission", "r", "single"], nil),
                     (["auth", "enable"], nil), (["auth", "disable"], nil), (["user", "add", "v"], "same\nsame\n"),
                     (["user", "add", "v"], "one\nother\n"), (["user", "passwd", "u"], "new\nnew\n"),
+                    // --interactive is a boolean flag that is true by default: bare, it takes no value.
+                    (["user", "add", "v", "--interactive"], "same\nsame\n"),
+                    (["user", "add", "--interactive", "v"], "same\nsame\n"),
+                    (["user", "add", "v", "--interactive=false", "--interactive"], "same\nsame\n"),
+                    (["user", "add", "v", "--interactive", "--interactive=false"], "secret\n"),
+                    (["user", "passwd", "u", "--interactive"], "new\nnew\n"),
                     // errors
                     (["user", "add"], nil), (["user", "add", ":pw"], nil), (["user", "add", "u:pw"], nil),
                     (["user", "get", "nobody"], nil), (["user", "delete", "nobody"], nil),
@@ -771,11 +787,17 @@ struct EtcdctlCompatibilityTests {
                     (["role", "grant-permission", "r", "read", "k", "--prefix", "--from-key"], nil),
                     (["role", "revoke-permission", "r"], nil), (["role", "revoke-permission", "r", "nothing"], nil),
                     (["auth", "enable", "x"], nil), (["user", "add", "v", "--interactive=maybe"], nil),
+                    (["user", "add", "v", "--interactive", "false"], "secret\n"),
                 ]
                 for (arguments, input) in commands {
                     try await self.compare(
                         cluster, endpoint + arguments, stdin: input, prepare: fixture, mask: Self.maskRevisions)
                 }
+                // etcdctl-swift's own spelling of --interactive=false (its help lists it).
+                try await fixture()
+                let noInteractive = try await self.run(
+                    Self.swiftTool, endpoint + ["user", "add", "w", "--no-interactive"], stdin: "secret\n")
+                #expect(noInteractive.status == 0 && noInteractive.stdout == "User w created\n")
                 // auth enable without a root user; then with one (the root role is created).
                 try await fixture()
                 try await self.compare(cluster, endpoint + ["auth", "enable"])
@@ -859,6 +881,7 @@ struct EtcdctlCompatibilityTests {
                         ["make-mirror"], ["make-mirror", "a", "b"],
                         ["make-mirror", "--dest-prefix", "x", "--no-dest-prefix", "127.0.0.1:1"],
                         ["make-mirror", "--dest-insecure-transport=maybe", "x"],
+                        ["make-mirror", "--dest-insecure-transport", "a", "b"],
                     ] {
                         try await self.compare(source, endpoint + arguments)
                     }
