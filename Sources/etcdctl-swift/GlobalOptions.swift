@@ -21,6 +21,9 @@ struct GlobalOptions: Sendable {
     var insecureTransport = true
     var writeOut = OutputFormat.simple
     var hex = false
+    /// The command's shorthands split from a global one (`-i` from `-iw json`), with the argument
+    /// they came from, which pflag names in its errors.
+    var combinedShorthands: [String: String] = [:]
 
     /// The flags that take a value, by name (without dashes); `w` is `write-out`.
     private static let valued: Set<String> = [
@@ -39,6 +42,7 @@ struct GlobalOptions: Sendable {
     static func extract(from arguments: [String], environment: [String: String]) throws(ExitError) -> (
         GlobalOptions, [String]
     ) {
+        var arguments = arguments
         var options = GlobalOptions()
         var fromEnvironment: [String: String] = [:]  // flag name: variable
         for name in Self.valued.union(Self.booleans) where name.count > 1 {
@@ -68,6 +72,16 @@ struct GlobalOptions: Sendable {
             let body = argument.dropFirst(dashes)
             let name: String
             let inline: String?
+            if dashes == 1, let split = body.firstIndex(where: { Self.valued.contains(String($0)) }),
+                split != body.startIndex, !body[..<split].contains("=")
+            {
+                // Shorthands combined, as pflag reads them: `-iw json` is the command's `-i` (its
+                // shorthands are all boolean), then `-w json`.
+                rest.append("-" + body[..<split])
+                options.combinedShorthands["-" + body[..<split]] = argument
+                arguments[index] = "-" + body[split...]
+                continue
+            }
             if dashes == 1 {
                 // A shorthand, as pflag reads it: `-w json`, `-w=json` or `-wjson`.
                 name = String(body.prefix(1))

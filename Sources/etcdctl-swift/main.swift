@@ -249,8 +249,9 @@ do {
     }
     // cobra's wording for flag errors, and its exit code (etcdctl's ExitError).
     var message = EtcdctlSwift.message(for: error)
-    if let match = message.firstMatch(of: /^Unknown option '-([^-])([^']*)'(\. Did you mean .*)?$/) {
-        message = "unknown shorthand flag: '\(match.1)' in -\(match.1)\(match.2)"
+    if let match = message.firstMatch(of: /^Unknown option '(-([^-])[^']*)'(\. Did you mean .*)?$/) {
+        message =
+            "unknown shorthand flag: '\(match.2)' in \(global.combinedShorthands[String(match.1)] ?? String(match.1))"
     } else if let match = message.firstMatch(of: /^Invalid option: (---.*)$/) {
         message = "bad flag syntax: \(match.1)"
     } else if message.hasPrefix("Unknown option '"), message.hasSuffix("'") {

@@ -245,7 +245,7 @@ struct EtcdctlCompatibilityTests {
                     // flag values that look like flags; a shorthand flag without its value, or with it attached
                     ["get", "b", "--limit", "--prefix"], ["get", "a", "-w"], ["get", "a", "-wjson"],
                     ["get", "a", "-w=json"],
-                    ["get", "a", "-prefix"], ["get", "a", "---prefix"],
+                    ["get", "a", "-prefix"], ["get", "a", "---prefix"], ["get", "a", "-pw", "json"],
                 ]
                 for read in reads {
                     try await self.compare(cluster, endpoint + read)
@@ -345,6 +345,9 @@ struct EtcdctlCompatibilityTests {
                     ("value(\"t/a\") = \"1\"\n\nput t/d \"with space\"\n\n\n", ["txn", "--interactive"]),
                     ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "-i", "-w", "table"]),
                     ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "--interactive=false"]),
+                    // a command's shorthand combined with a global one
+                    ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "-iw", "table"]),
+                    ("value(\"t/a\") = \"1\"\n\nget t/a\n\n\n", ["txn", "-iwfields"]),
                     // pflag's forms in requests
                     ("\nget t/ --prefix=true --keys-only=f\nput t/e 5 --lease=\n\n", ["txn"]),
                     ("\nget t/ --prefix=yes\n\n\n", ["txn"]), ("\ndel t/ --prefix=true --prev-kv=1\n\n\n", ["txn"]),
