@@ -33,7 +33,7 @@ struct Get: EtcdctlCommand {
     @Argument var arguments: [String] = []
 
     /// The key and options these flags ask for (shared with `txn`).
-    func request() throws -> (key: String, options: EtcdGetOptions) {
+    func request() throws -> (key: String, options: EtcdGetOptions, range: KeyRange) {
         guard !self.arguments.isEmpty else {
             throw UsageError("get command needs one argument as key and an optional argument as range_end")
         }
@@ -85,11 +85,11 @@ struct Get: EtcdctlCommand {
         if self.maxModRev > 0 { options.append(.maxModRevision(self.maxModRev)) }
         if self.minCreateRev > 0 { options.append(.minCreateRevision(self.minCreateRev)) }
         if self.maxCreateRev > 0 { options.append(.maxCreateRevision(self.maxCreateRev)) }
-        return (range.key, options.reduce(EtcdGetOptions()) { [$0, $1] })
+        return (range.key, options.reduce(EtcdGetOptions()) { [$0, $1] }, range)
     }
 
     func run(_ global: GlobalOptions) async throws {
-        let (key, options) = try self.request()
+        let (key, options, range) = try self.request()
         var printer = global.printer
         if self.countOnly && global.writeOut != .fields {
             throw UsageError("--count-only is only for `--write-out=fields`")
@@ -100,7 +100,18 @@ struct Get: EtcdctlCommand {
             }
             printer.valueOnly = true
         }
-        let response = try await global.withClient { client in try await client.get(key, options: options) }
+        // etcd answers an empty range with no keys; the client refuses it, so ask for the key alone
+        // at the same revision and consistency, and drop what it found.
+        let request: EtcdGetOptions =
+            range.isEmpty
+            ? [.countOnly, self.rev > 0 ? .revision(self.rev) : [], self.consistency == "s" ? .serializable : []]
+            : options
+        var response = try await global.withClient { client in try await client.get(key, options: request) }
+        if range.isEmpty {
+            response.kvs = []
+            response.count = 0
+            response.more = false
+        }
         try printer.get(response)
     }
 }
@@ -166,7 +177,7 @@ struct Del: EtcdctlCommand {
     @Argument var arguments: [String] = []
 
     /// The key and options these flags ask for (shared with `txn`).
-    func request() throws -> (key: String, options: EtcdDeleteOptions) {
+    func request() throws -> (key: String, options: EtcdDeleteOptions, range: KeyRange) {
         guard !self.arguments.isEmpty, self.arguments.count <= 2 else {
             throw UsageError("del command needs one argument as key and an optional argument as range_end")
         }
@@ -182,11 +193,17 @@ struct Del: EtcdctlCommand {
         case .end(let end): options.append(.range(end: end))
         }
         if self.prevKV { options.append(.prevKV) }
-        return (range.key, options.reduce(EtcdDeleteOptions()) { [$0, $1] })
+        return (range.key, options.reduce(EtcdDeleteOptions()) { [$0, $1] }, range)
     }
 
     func run(_ global: GlobalOptions) async throws {
-        let (key, options) = try self.request()
+        let (key, options, range) = try self.request()
+        if range.isEmpty {
+            // etcd deletes nothing from an empty range; the client refuses it, so read the header instead.
+            let header = try await global.withClient { client in try await client.get(key, options: .countOnly).header }
+            try global.printer.delete(header: header, deleted: 0, prevKVs: [])
+            return
+        }
         let response = try await global.withClient { client in try await client.delete(key, options: options) }
         try global.printer.delete(response)
     }
@@ -210,13 +227,21 @@ struct KeyRange {
         return false
     }
 
+    /// Whether the range holds no key: its end does not sort after the key. etcd answers it with
+    /// nothing; the client refuses it as a likely mistake.
+    var isEmpty: Bool {
+        guard case .end(let end) = self.kind else { return false }
+        return !Array(self.key.utf8).lexicographicallyPrecedes(Array(end.utf8))
+    }
+
     init(_ arguments: [String], prefix: Bool, fromKey: Bool) throws(UsageError) {
         self.key = arguments[0]
         if arguments.count > 1 {
             if prefix || fromKey {
                 throw UsageError("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
             }
-            self.kind = .end(arguments[1])
+            // etcd reads an empty range end as none: the key alone.
+            self.kind = arguments[1].isEmpty ? .key : .end(arguments[1])
         } else if prefix || fromKey {
             self.kind = prefix && !self.key.isEmpty ? .prefix : .fromKey
             if self.key.isEmpty { self.key = "\u{0}" }

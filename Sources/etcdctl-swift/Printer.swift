@@ -41,15 +41,20 @@ struct Printer: Sendable {
     }
 
     func delete(_ response: EtcdDeleteResponse) throws {
+        try self.delete(header: response.header, deleted: response.deleted, prevKVs: response.prevKVs)
+    }
+
+    /// A delete's answer from its parts (for a range etcd finds empty, which the client does not send).
+    func delete(header: EtcdResponseHeader, deleted: Int64, prevKVs: [EtcdKeyValue]) throws {
         switch self.format {
         case .simple:
-            Self.line("\(response.deleted)")
-            for kv in response.prevKVs { self.keyValue(kv) }
-        case .json: Self.line(Self.json(response).rendered)
+            Self.line("\(deleted)")
+            for kv in prevKVs { self.keyValue(kv) }
+        case .json: Self.line(Self.json(header: header, deleted: deleted, prevKVs: prevKVs).rendered)
         case .fields:
-            Self.fields(response.header)
-            Self.line("\"Deleted\" : \(response.deleted)")
-            for kv in response.prevKVs { Self.fields(kv, prefix: "Prev") }
+            Self.fields(header)
+            Self.line("\"Deleted\" : \(deleted)")
+            for kv in prevKVs { Self.fields(kv, prefix: "Prev") }
         default: throw self.unsupported
         }
     }
@@ -706,10 +711,14 @@ struct Printer: Sendable {
     }
 
     static func json(_ response: EtcdDeleteResponse) -> JSON {
+        Self.json(header: response.header, deleted: response.deleted, prevKVs: response.prevKVs)
+    }
+
+    static func json(header: EtcdResponseHeader, deleted: Int64, prevKVs: [EtcdKeyValue]) -> JSON {
         var fields = JSONFields()
-        fields.object("header", Self.header(response.header))
-        fields.int("deleted", response.deleted)
-        fields.array("prev_kvs", response.prevKVs.map(Self.json))
+        fields.object("header", Self.header(header))
+        fields.int("deleted", deleted)
+        fields.array("prev_kvs", prevKVs.map(Self.json))
         return fields.json
     }
 

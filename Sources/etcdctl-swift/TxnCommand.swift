@@ -119,14 +119,14 @@ enum TxnParser {
         do {
             switch arguments[0] {
             case "get":
-                let (key, options) = try Get.parse(try pflagForms(rest, parse: { _ = try Get.parse($0) })).request()
+                let (key, options, _) = try Get.parse(try pflagForms(rest, parse: { _ = try Get.parse($0) })).request()
                 return .get(key, options: options)
             case "put":
                 let (key, value, options) = try Put.parse(try pflagForms(rest, parse: { _ = try Put.parse($0) }))
                     .request()
                 return .put(key, value: value, options: options)
             case "del":
-                let (key, options) = try Del.parse(try pflagForms(rest, parse: { _ = try Del.parse($0) })).request()
+                let (key, options, _) = try Del.parse(try pflagForms(rest, parse: { _ = try Del.parse($0) })).request()
                 return .delete(key, options: options)
             default: throw invalid
             }

@@ -241,7 +241,8 @@ struct EtcdctlCompatibilityTests {
                     // what etcdctl sends and etcd accepts, which the client refuses as mistakes
                     ["get", "b", "--limit", "-1"], ["get", "b", "--prefix", "--limit", "-1"],
                     ["get", "b", "--sort-by=VALUE"],
-                    ["get", "b", "--order", "descend"],
+                    ["get", "b", "--order", "descend"], ["get", "b", "a"], ["get", "b", "a", "-w", "json"],
+                    ["get", "b", "b", "-w", "fields"], ["get", "b", "a", "--rev", "1000"], ["get", "b", ""],
                     // flag values that look like flags; a shorthand flag without its value, or with it attached
                     ["get", "b", "--limit", "--prefix"], ["get", "a", "-w"], ["get", "a", "-wjson"],
                     ["get", "a", "-w=json"],
@@ -309,6 +310,10 @@ struct EtcdctlCompatibilityTests {
                     ["del", "w/", "--prefix", "--from-key"],
                     ["put", "w/1", "v", "--prev-kv=true"], ["del", "w/", "--prefix=false"],
                     ["put", "w/1", "v", "--lease="], ["del", "w/1", "w/3", "w/4"],
+                    // an empty range (the end not after the key), sent by etcdctl, refused by the client;
+                    // an empty end, which etcd reads as none
+                    ["del", "w/2", "w/1"], ["del", "w/1", "w/1", "-w", "json"], ["del", "w/2", "w/1", "-w", "fields"],
+                    ["del", "w/1", ""],
                 ]
                 for write in writes {
                     try await self.compare(cluster, endpoint + write, prepare: reset, mask: Self.maskRevisions)
