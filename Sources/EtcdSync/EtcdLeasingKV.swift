@@ -19,7 +19,8 @@ import Synchronization
 /// client's session lease, and caches the value. A leasing KV that wants to write a key another one
 /// owns first asks it to give the key up (by writing `REVOKE` to the ownership key) and waits until
 /// the owner has dropped its copy and deleted the ownership key; only then does its write go
-/// through. So a cached value is never served after a write by another leasing KV has completed.
+/// through. So a cached value is never served after a write by another leasing KV, or by this one,
+/// has completed; a get whose answer arrives around such a write does not cache it.
 ///
 /// Writes by clients that do not use a leasing KV on the same prefix bypass the protocol, and
 /// their changes are not seen by owners until the key is revoked: as in Go, every writer of leased
