@@ -61,6 +61,7 @@ public final class EtcdLeasingKV: Sendable {
     private struct State {
         var entries: [Data: Entry] = [:]
         var leaseID: Int64 = 0
+        var lease: EtcdLease?
         var lost = false
         var stopped = false
         /// Counts writes that completed and revocations this client gave in to. A get caches its
@@ -82,7 +83,10 @@ public final class EtcdLeasingKV: Sendable {
     /// Starts watching for revocations of this client's keys; returns once the watch is in place.
     func start(lease: EtcdLease, group: inout ThrowingTaskGroup<Void, any Error>) async throws {
         let start = try await self.client.get(self.prefix, options: [.prefix, .countOnly]).header.revision
-        self.state.withLock { $0.leaseID = lease.id }
+        self.state.withLock { state in
+            state.leaseID = lease.id
+            state.lease = lease
+        }
         group.addTask {
             // Revocation requests: REVOKE written to an ownership key that carries our lease.
             try await self.client.watch(self.prefix, options: [.prefix, .revision(start + 1)]) { responses in
@@ -123,7 +127,12 @@ public final class EtcdLeasingKV: Sendable {
     }
 
     private var usable: (leaseID: Int64, ok: Bool) {
-        self.state.withLock { ($0.leaseID, !$0.lost && !$0.stopped && $0.leaseID != 0) }
+        let (leaseID, ok, lease) = self.state.withLock { state in
+            (state.leaseID, !state.lost && !state.stopped && state.leaseID != 0, state.lease)
+        }
+        // Past the lease's deadline, etcd may have released the keys: the task that marks the
+        // session lost may not have run yet.
+        return (leaseID, ok && lease?.state != .lost)
     }
 
     /// Reads a key. A plain linearizable get of one key is answered from memory while this client

@@ -159,6 +159,48 @@ struct LeasingKVTests {
         }
     }
 
+    @Test("past the session lease's deadline, a get is not answered from memory, even before the loss is handled")
+    func leaseDeadline() async throws {
+        try await withEtcd { cluster, client in
+            try await client.put("k", value: "v")
+            // The leasing KV's own tasks (its revocation watch and the one that marks the session
+            // lost) run on `held`, so that the test can stop them; the gets below do not.
+            let held = HoldingExecutor(running: true)
+            let (opened, open) = AsyncStream.makeStream(of: EtcdLeasingKV.self)
+            let (finished, finish) = AsyncStream.makeStream(of: Void.self)
+            let scope = Task {
+                try await withTaskExecutorPreference(held) {
+                    try await withEtcdLeasingKV(client: client, prefix: "leasing/", ttl: 5) { kv in
+                        open.yield(kv)
+                        for await _ in finished {}
+                    }
+                }
+            }
+            defer {  // also when a step below throws
+                held.release()
+                finish.finish()
+            }
+            let kv = try #require(
+                await within(.seconds(10), "the leasing KV") { await opened.first { _ in true } })
+            _ = try await kv.get("k")
+            #expect(try await kv.get("k").kvs.first?.valueString == "v")
+            #expect(kv.cachedReads == 1)
+            // No renewal is answered from now on, and the loss is not handled: its task is held.
+            held.hold()
+            try cluster.members[0].pause()
+            // The client's deadline counts from a renewal sent before the pause.
+            try await Task.sleep(for: .seconds(5) + .milliseconds(500))
+            await #expect(throws: EtcdClientError.self) {
+                try await withEtcdTimeout(.seconds(1)) { try await kv.get("k") }
+            }
+            #expect(kv.cachedReads == 1)
+            try cluster.members[0].resume()
+            held.release()
+            finish.finish()
+            try await within(.seconds(20), "the leasing KV's end") { try await scope.value }
+        }
+    }
+
     @Test("keys attached to a lease are not cached; leaving the scope deletes the ownership keys")
     func leasesAndScope() async throws {
         try await withEtcd { _, client in
@@ -177,15 +219,22 @@ struct LeasingKVTests {
 }
 
 /// A task executor that runs a job only when the test lets it (`step`), and every job after
-/// `release`: it holds a task at a point the test chooses.
+/// `release` (until `hold`): it holds a task at a point the test chooses.
 private final class HoldingExecutor: TaskExecutor {
     private let queue = DispatchQueue(label: "holding-executor")
-    private let held = Mutex<(jobs: [UnownedJob], released: Bool)>(([], false))
+    private let held: Mutex<(jobs: [UnownedJob], released: Bool)>
     /// An element for each job held.
     let arrivals: AsyncStream<Void>
     private let arrived: AsyncStream<Void>.Continuation
 
-    init() { (self.arrivals, self.arrived) = AsyncStream.makeStream() }
+    /// Holds jobs from the start, or with `running`, from ``hold()`` on.
+    init(running: Bool = false) {
+        self.held = Mutex((jobs: [], released: running))
+        (self.arrivals, self.arrived) = AsyncStream.makeStream()
+    }
+
+    /// Holds the jobs that come from now on.
+    func hold() { self.held.withLock { $0.released = false } }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
@@ -210,7 +259,6 @@ private final class HoldingExecutor: TaskExecutor {
             return held.jobs
         }
         jobs.forEach(self.run)
-        self.arrived.finish()
     }
 
     private func run(_ job: UnownedJob) {
