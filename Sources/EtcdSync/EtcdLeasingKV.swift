@@ -25,7 +25,14 @@ import Synchronization
 /// Writes by clients that do not use a leasing KV on the same prefix bypass the protocol, and
 /// their changes are not seen by owners until the key is revoked: as in Go, every writer of leased
 /// keys must go through a leasing KV. Keys attached to a lease are never cached (they can vanish
-/// without a write). Leaving `body` revokes the session lease, which deletes every ownership key.
+/// without a write).
+///
+/// Ownership keys are attached to a session lease of `ttl` seconds, kept alive in the background.
+/// If it is lost (etcd revoked it, or no renewal was answered before its deadline), the copies are
+/// dropped and a new session lease is granted, as Go's leasing KV does; gets read through to etcd
+/// meanwhile. Leaving `body` revokes the session lease, which deletes every ownership key.
+///
+/// - Throws: the error of the first session lease's grant; whatever `body` throws.
 @discardableResult
 public func withEtcdLeasingKV<Result: Sendable>(
     client: EtcdClient,
@@ -33,15 +40,14 @@ public func withEtcdLeasingKV<Result: Sendable>(
     ttl: Int64 = 60,
     _ body: (EtcdLeasingKV) async throws -> Result
 ) async throws -> Result {
-    let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData)
-    return try await client.withLease(ttl: ttl) { lease in
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            try await kv.start(lease: lease, group: &group)
-            defer { group.cancelAll() }
-            let result = try await body(kv)
-            kv.stop()
-            return result
-        }
+    let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData, ttl: ttl)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        // Cancelling the session task revokes its lease; the group waits for that.
+        defer { group.cancelAll() }
+        try await kv.start(group: &group)
+        let result = try await body(kv)
+        kv.stop()
+        return result
     }
 }
 
@@ -51,6 +57,8 @@ public final class EtcdLeasingKV: Sendable {
     public let client: EtcdClient
     /// Where ownership keys live: `prefix + key`.
     public let prefix: Data
+    /// The TTL of the session leases, in seconds.
+    let ttl: Int64
 
     private struct Entry {
         /// The cached answer: the key-value, or none when the key does not exist.
@@ -72,39 +80,75 @@ public final class EtcdLeasingKV: Sendable {
     private let state = Mutex(State())
     private let cacheHits = Atomic<Int>(0)
 
-    init(client: EtcdClient, prefix: Data) {
+    init(client: EtcdClient, prefix: Data, ttl: Int64) {
         self.client = client
         self.prefix = prefix
+        self.ttl = ttl
     }
 
     /// How many gets were answered from memory (for tests and metrics).
     public var cachedReads: Int { self.cacheHits.load(ordering: .relaxed) }
 
-    /// Starts watching for revocations of this client's keys; returns once the watch is in place.
-    func start(lease: EtcdLease, group: inout ThrowingTaskGroup<Void, any Error>) async throws {
+    /// Starts the session and the watch for revocations of this client's keys; returns once the
+    /// first session lease is granted and the watch is in place.
+    func start(group: inout ThrowingTaskGroup<Void, any Error>) async throws {
         let start = try await self.client.get(self.prefix, options: [.prefix, .countOnly]).header.revision
-        self.state.withLock { state in
-            state.leaseID = lease.id
-            state.lease = lease
+        let (sessions, session) = AsyncStream.makeStream(of: (any Error)?.self)
+        group.addTask { try await self.keepSessions(announce: session) }
+        var first: (any Error)??
+        for await outcome in sessions {
+            first = outcome
+            break
         }
+        guard let first else { throw CancellationError() }  // ended unannounced: cancelled
+        if let error = first { throw error }
         group.addTask {
             // Revocation requests: REVOKE written to an ownership key that carries our lease.
             try await self.client.watch(self.prefix, options: [.prefix, .revision(start + 1)]) { responses in
                 for try await response in responses {
-                    for event in response.events
-                    where event.type == .put && event.kv.lease == lease.id && event.kv.valueString == "REVOKE" {
+                    for event in response.events where event.type == .put && event.kv.valueString == "REVOKE" {
+                        guard event.kv.lease == self.state.withLock({ $0.leaseID }) else { continue }
                         let key = Data(event.kv.keyData.dropFirst(self.prefix.count))
                         try await self.rescind(key, revision: event.kv.modRevision)
                     }
                 }
             }
         }
-        group.addTask {
-            // A lost session means lost ownership: stop serving from memory.
-            _ = try await lease.waitUntilLost()
-            self.state.withLock { state in
-                state.lost = true
-                state.entries = [:]
+    }
+
+    /// Holds one session lease at a time until cancelled (Go's `monitorSession`): when one is lost,
+    /// the copies go, and a new lease is granted. Announces the first grant (`nil`) or why it failed,
+    /// which ends this.
+    private func keepSessions(announce: AsyncStream<(any Error)?>.Continuation) async throws {
+        defer { announce.finish() }
+        var announced = false
+        while true {
+            do {
+                try await self.client.withLease(ttl: self.ttl) { lease in
+                    self.state.withLock { state in
+                        state.leaseID = lease.id
+                        state.lease = lease
+                        state.lost = false
+                    }
+                    if !announced {
+                        announce.yield(nil)
+                        announced = true
+                    }
+                    // A lost session means lost ownership: stop serving from memory.
+                    _ = try await lease.waitUntilLost()
+                    self.state.withLock { state in
+                        state.lost = true
+                        state.entries = [:]
+                        state.invalidations &+= 1
+                    }
+                }
+            } catch let error where !(error is CancellationError) && !Task.isCancelled {
+                guard announced else {
+                    announce.yield(error)
+                    return
+                }
+                // No new lease (etcd unreachable, say): gets read through meanwhile; try again.
+                try await Task.sleep(for: .milliseconds(500))
             }
         }
     }

@@ -201,7 +201,40 @@ struct LeasingKVTests {
         }
     }
 
-    @Test("keys attached to a lease are not cached; leaving the scope deletes the ownership keys")
+    @Test(
+        "after its session lease is revoked, a leasing KV takes a new one: keys are owned and served from memory again")
+    func newSession() async throws {
+        try await withEtcd { _, client in
+            try await withEtcdLeasingKV(client: client, prefix: "leasing/", ttl: 5) { kv in
+                try await client.put("k", value: "1")
+                _ = try await kv.get("k")
+                let old = try #require(try await client.get("leasing/k").kvs.first).lease
+                try await client.revoke(old)  // its ownership key goes with it
+                try await client.put("k", value: "2")  // nobody to ask now
+                #expect(try await kv.get("k").kvs.first?.valueString == "2")
+                // The loss is seen at the next renewal (a third of the TTL); then a new session owns
+                // the key at its next get. Nothing signals the new session, so this asks every 100 ms.
+                let owner = try await within(.seconds(10), "an ownership key of a new session") {
+                    while true {
+                        #expect(try await kv.get("k").kvs.first?.valueString == "2")
+                        if let owner = try await client.get("leasing/k").kvs.first, owner.lease != old {
+                            return owner
+                        }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                #expect(try await client.timeToLive(owner.lease).ttl > 0)
+                let before = kv.cachedReads
+                #expect(try await kv.get("k").kvs.first?.valueString == "2")
+                #expect(kv.cachedReads == before + 1)
+            }
+            #expect(try await client.get("leasing/", options: .prefix).count == 0)
+        }
+    }
+
+    @Test(
+        "keys attached to a lease are not cached; leaving the scope deletes the ownership keys; a session lease that cannot be granted fails the scope"
+    )
     func leasesAndScope() async throws {
         try await withEtcd { _, client in
             let lease = try await client.grant(ttl: 60)
@@ -214,6 +247,12 @@ struct LeasingKVTests {
                 #expect(try await client.get("leasing/", options: .prefix).count == 1)
             }
             #expect(try await client.get("leasing/", options: .prefix).count == 0)
+            // A session lease that cannot be granted fails the scope before its body runs.
+            await #expect(throws: EtcdClientError.self) {
+                try await withEtcdLeasingKV(client: client, prefix: "leasing/", ttl: 10_000_000_000) { _ in
+                    Issue.record("the body ran without a session")
+                }
+            }
         }
     }
 }
