@@ -198,11 +198,18 @@ public final class EtcdLeasingKV: Sendable {
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
         let owner = self.prefix + key
         let invalidations = self.state.withLock { $0.invalidations }
-        let response = try await self.client.txn(
-            if: [.createRevision(owner) == 0, .lease(key) == 0],
-            then: [.get(key), .put(owner, value: "", options: .lease(leaseID))],
-            else: [.get(key), .get(owner)]
-        )
+        let response: EtcdTxnResponse
+        do {
+            response = try await self.client.txn(
+                if: [.createRevision(owner) == 0, .lease(key) == 0],
+                then: [.get(key), .put(owner, value: "", options: .lease(leaseID))],
+                else: [.get(key), .get(owner)]
+            )
+        } catch let error as EtcdClientError where error.code == .leaseNotFound {
+            // The session lease ended (revoked by another client, say) before this client heard of
+            // it at its next renewal; the session task then takes a new one. Read through meanwhile.
+            return try await self.client.get(key, options: options)
+        }
         var value = try Self.require(response.responses.first?.get)
         value.header = response.header
         var ownership: Int64?

@@ -233,6 +233,21 @@ struct LeasingKVTests {
     }
 
     @Test(
+        "a get that would acquire a key under a session lease revoked by another client reads through instead of failing"
+    )
+    func revokedElsewhere() async throws {
+        try await withTwo { client, first, second in
+            try await client.put("a", value: "1")
+            try await client.put("b", value: "2")
+            _ = try await first.get("a")
+            let lease = try #require(try await client.get("leasing/a").kvs.first).lease
+            // Revoked through the other client: `first`'s client hears of it at its next renewal, in 20 s.
+            try await second.client.revoke(lease)
+            #expect(try await first.get("b").kvs.first?.valueString == "2")
+        }
+    }
+
+    @Test(
         "keys attached to a lease are not cached; leaving the scope deletes the ownership keys; a session lease that cannot be granted fails the scope"
     )
     func leasesAndScope() async throws {
