@@ -207,7 +207,14 @@ public final class EtcdLeasingKV: Sendable {
             )
         } catch let error as EtcdClientError where error.code == .leaseNotFound {
             // The session lease ended (revoked by another client, say) before this client heard of
-            // it at its next renewal; the session task then takes a new one. Read through meanwhile.
+            // it at its next renewal, when the session task takes a new one. Its copies are owned
+            // no more: drop them now, and read through meanwhile.
+            self.state.withLock { state in
+                guard state.leaseID == leaseID else { return }
+                state.lost = true
+                state.entries = [:]
+                state.invalidations &+= 1
+            }
             return try await self.client.get(key, options: options)
         }
         var value = try Self.require(response.responses.first?.get)

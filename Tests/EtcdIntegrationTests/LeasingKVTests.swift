@@ -233,7 +233,7 @@ struct LeasingKVTests {
     }
 
     @Test(
-        "a get that would acquire a key under a session lease revoked by another client reads through instead of failing"
+        "a get that would acquire a key under a session lease revoked by another client reads through instead of failing, and drops the copies"
     )
     func revokedElsewhere() async throws {
         try await withTwo { client, first, second in
@@ -243,7 +243,10 @@ struct LeasingKVTests {
             let lease = try #require(try await client.get("leasing/a").kvs.first).lease
             // Revoked through the other client: `first`'s client hears of it at its next renewal, in 20 s.
             try await second.client.revoke(lease)
+            try await second.put("a", value: "changed")  // nobody owns it now
             #expect(try await first.get("b").kvs.first?.valueString == "2")
+            // That acquisition told `first` its lease is gone: its copy of a goes too.
+            #expect(try await first.get("a").kvs.first?.valueString == "changed")
         }
     }
 
