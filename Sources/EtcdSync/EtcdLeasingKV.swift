@@ -28,9 +28,10 @@ import Synchronization
 /// without a write).
 ///
 /// Ownership keys are attached to a session lease of `ttl` seconds, kept alive in the background.
-/// If it is lost (etcd revoked it, or no renewal was answered before its deadline), the copies are
-/// dropped and a new session lease is granted, as Go's leasing KV does; gets read through to etcd
-/// meanwhile. Leaving `body` revokes the session lease, which deletes every ownership key.
+/// If it is lost (no renewal was answered before its deadline, or etcd revoked it: this client hears
+/// of that at its next renewal or acquisition), the copies are dropped and a new session lease is
+/// granted, as Go's leasing KV does; gets read through to etcd meanwhile. Leaving `body` revokes the
+/// session lease, which deletes every ownership key.
 ///
 /// - Throws: the error of the first session lease's grant; whatever `body` throws.
 @discardableResult
