@@ -163,8 +163,8 @@ struct LeasingKVTests {
     func leaseDeadline() async throws {
         try await withEtcd { cluster, client in
             try await client.put("k", value: "v")
-            // The leasing KV's own tasks (its revocation watch and the one that marks the session
-            // lost) run on `held`, so that the test can stop them; the gets below do not.
+            // The leasing KV's own tasks (its revocation watch, and its session task, which marks
+            // the session lost) run on `held`, so that the test can stop them; the gets below do not.
             let held = HoldingExecutor(running: true)
             let (opened, open) = AsyncStream.makeStream(of: EtcdLeasingKV.self)
             let (finished, finish) = AsyncStream.makeStream(of: Void.self)
@@ -212,8 +212,9 @@ struct LeasingKVTests {
                 try await client.revoke(old)  // its ownership key goes with it
                 try await client.put("k", value: "2")  // nobody to ask now
                 #expect(try await kv.get("k").kvs.first?.valueString == "2")
-                // The loss is seen at the next renewal (a third of the TTL); then a new session owns
-                // the key at its next get. Nothing signals the new session, so this asks every 100 ms.
+                // This client revoked it, so it knows at once; the session task then grants a new
+                // lease, and a get owns the key again. Nothing signals the new session, so this asks
+                // every 100 ms.
                 let owner = try await within(.seconds(10), "an ownership key of a new session") {
                     while true {
                         #expect(try await kv.get("k").kvs.first?.valueString == "2")
