@@ -69,10 +69,12 @@ public final class EtcdLeasingKV: Sendable {
     }
     private struct State {
         var entries: [Data: Entry] = [:]
-        var leaseID: Int64 = 0
+        /// The session lease; nil until the first is granted.
         var lease: EtcdLease?
         var lost = false
         var stopped = false
+        /// The session lease's ID, 0 before the first.
+        var leaseID: Int64 { self.lease?.id ?? 0 }
         /// Counts writes that completed and revocations this client gave in to. A get caches its
         /// answer only if this did not change while the answer was on its way: the write may have
         /// come after the answer was read and before it was cached, where nothing else would drop it.
@@ -127,7 +129,6 @@ public final class EtcdLeasingKV: Sendable {
             do {
                 try await self.client.withLease(ttl: self.ttl) { lease in
                     self.state.withLock { state in
-                        state.leaseID = lease.id
                         state.lease = lease
                         state.lost = false
                     }
@@ -172,12 +173,11 @@ public final class EtcdLeasingKV: Sendable {
     }
 
     private var usable: (leaseID: Int64, ok: Bool) {
-        let (leaseID, ok, lease) = self.state.withLock { state in
-            (state.leaseID, !state.lost && !state.stopped && state.leaseID != 0, state.lease)
-        }
+        let (lease, ok) = self.state.withLock { state in (state.lease, !state.lost && !state.stopped) }
+        guard let lease else { return (0, false) }
         // Past the lease's deadline, etcd may have released the keys: the task that marks the
         // session lost may not have run yet.
-        return (leaseID, ok && lease?.state != .lost)
+        return (lease.id, ok && lease.state != .lost)
     }
 
     /// Reads a key. A plain linearizable get of one key is answered from memory while this client
