@@ -299,19 +299,8 @@ public final class EtcdLeasingKV: Sendable {
         }
         // A range: revoke every other owner in it, then delete while no new owner appeared.
         while true {
-            let ownersEnd =
-                request.rangeEnd == Data([0]) ? EtcdKeys.prefixEnd(self.prefix) : self.prefix + request.rangeEnd
-            let owners = try await self.client.get(self.prefix + request.key, options: .range(end: ownersEnd))
-            var newest: Int64 = 0
-            for owner in owners.kvs {
-                newest = max(newest, owner.createRevision)
-                if owner.lease != self.usable.leaseID {
-                    try await self.revoke(Data(owner.keyData.dropFirst(self.prefix.count)))
-                }
-            }
-            let ownerRange = EtcdCompare.createRevision(self.prefix + request.key).withRange(end: ownersEnd)
-            let response = try await self.client.txn(
-                if: [ownerRange < newest + 1], then: [.delete(key, options: options)])
+            let unowned = try await self.revokeOwners(from: request.key, to: request.rangeEnd)
+            let response = try await self.client.txn(if: [unowned], then: [.delete(key, options: options)])
             if response.succeeded {
                 self.state.withLock { state in
                     state.invalidations &+= 1
@@ -326,38 +315,52 @@ public final class EtcdLeasingKV: Sendable {
         }
     }
 
-    /// Runs a transaction: every key it may write is first given up by other owners, and the
-    /// transaction commits only while no new owner appeared; this client's copies of those keys are
-    /// dropped. Reads inside it go to etcd.
+    /// Runs a transaction: every key it may write (each key it puts or deletes, each range it
+    /// deletes) is first given up by other owners, and the transaction commits only while no new
+    /// owner appeared; this client's copies of those keys are dropped. Reads inside it go to etcd.
     @discardableResult
     public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
         -> EtcdTxnResponse
     {
         let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
-        var written: [Data] = []
-        Self.writtenKeys(request.success + request.failure, into: &written)
+        var written: [Written] = []
+        Self.written(by: request.success + request.failure, into: &written)
         if written.isEmpty { return try await self.client.txn(if: compares, then: then, else: otherwise) }
         while true {
             var guards: [EtcdCompare] = []
-            for key in Set(written) {
-                let owner = try await self.client.get(self.prefix + key).kvs.first
-                if let owner, owner.lease != self.usable.leaseID { try await self.revoke(key) }
-                let ours = owner.map { $0.lease == self.usable.leaseID } ?? false
-                guards.append(.createRevision(self.prefix + key) < (ours ? owner!.createRevision + 1 : 1))
-            }
+            for range in Set(written) { guards.append(try await self.revokeOwners(from: range.key, to: range.end)) }
             // Guarded: if a new owner appeared meanwhile, nothing is applied and we try again.
             let response = try await self.client.txn(
                 if: guards, then: [.txn(if: compares, then: then, else: otherwise)], else: [])
             if response.succeeded, let inner = response.responses.first?.txn {
                 self.state.withLock { state in
                     state.invalidations &+= 1
-                    for key in written { state.entries[key] = nil }
+                    for cached in state.entries.keys
+                    where written.contains(where: { Self.inRange(cached, $0.key, $0.end) }) {
+                        state.entries[cached] = nil
+                    }
                 }
                 var result = inner
                 result.header = response.header
                 return result
             }
         }
+    }
+
+    /// Makes every other leasing KV that owns a key in `[key, end)` give it up (`end` is `[0]` for
+    /// every key from `key` on). Returns a compare that holds while nobody took ownership of a key
+    /// in the range since.
+    private func revokeOwners(from key: Data, to end: Data) async throws -> EtcdCompare {
+        let ownersEnd = end == Data([0]) ? EtcdKeys.prefixEnd(self.prefix) : self.prefix + end
+        let owners = try await self.client.get(self.prefix + key, options: .range(end: ownersEnd))
+        var newest: Int64 = 0
+        for owner in owners.kvs {
+            newest = max(newest, owner.createRevision)
+            if owner.lease != self.usable.leaseID {
+                try await self.revoke(Data(owner.keyData.dropFirst(self.prefix.count)))
+            }
+        }
+        return EtcdCompare.createRevision(self.prefix + key).withRange(end: ownersEnd) < newest + 1
     }
 
     /// Asks the owner of `key` to give it up, and waits until its ownership key is deleted.
@@ -396,12 +399,20 @@ public final class EtcdLeasingKV: Sendable {
         }
     }
 
-    private static func writtenKeys(_ ops: [Etcdserverpb_RequestOp], into keys: inout [Data]) {
+    /// A key a write may change, as the range `[key, end)`.
+    private struct Written: Hashable {
+        var key: Data
+        var end: Data
+    }
+
+    private static func written(by ops: [Etcdserverpb_RequestOp], into ranges: inout [Written]) {
         for op in ops {
             switch op.request {
-            case .requestPut(let put): keys.append(put.key)
-            case .requestDeleteRange(let delete) where delete.rangeEnd.isEmpty: keys.append(delete.key)
-            case .requestTxn(let txn): Self.writtenKeys(txn.success + txn.failure, into: &keys)
+            case .requestPut(let put): ranges.append(Written(key: put.key, end: put.key + [0]))
+            case .requestDeleteRange(let delete):
+                ranges.append(
+                    Written(key: delete.key, end: delete.rangeEnd.isEmpty ? delete.key + [0] : delete.rangeEnd))
+            case .requestTxn(let txn): Self.written(by: txn.success + txn.failure, into: &ranges)
             default: break
             }
         }

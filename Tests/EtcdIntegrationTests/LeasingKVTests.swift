@@ -65,6 +65,23 @@ struct LeasingKVTests {
         }
     }
 
+    @Test("a range deleted inside a transaction is given up by its other owners, and this leasing KV's copies go")
+    func transactionRangeDelete() async throws {
+        try await withTwo { client, writer, reader in
+            for key in ["r/1", "r/2", "r/3"] { try await client.put(key, value: "x") }
+            _ = try await reader.get("r/1")
+            _ = try await writer.get("r/2")
+            _ = try await reader.get("r/3")
+            let nested = EtcdOp.txn(if: [], then: [.delete("r/3", options: .range(end: "r/4"))])
+            let response = try await writer.txn(if: [], then: [.delete("r/", options: .range(end: "r/3")), nested])
+            #expect(response.succeeded)
+            #expect(try await client.get("r/", options: .prefix).count == 0)
+            #expect(try await reader.get("r/1").kvs.isEmpty)
+            #expect(try await writer.get("r/2").kvs.isEmpty)
+            #expect(try await reader.get("r/3").kvs.isEmpty)
+        }
+    }
+
     @Test("concurrent increments through two leasing KVs with guarded transactions lose nothing")
     func concurrentIncrements() async throws {
         try await withTwo { client, first, second in
