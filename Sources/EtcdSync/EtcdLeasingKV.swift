@@ -89,7 +89,7 @@ public final class EtcdLeasingKV: Sendable {
         self.ttl = ttl
     }
 
-    /// How many gets were answered from memory (for tests and metrics).
+    /// How many gets and transactions were answered from memory (for tests and metrics).
     public var cachedReads: Int { self.cacheHits.load(ordering: .relaxed) }
 
     /// Starts the session and the watch for revocations of this client's keys; returns once the
@@ -180,20 +180,20 @@ public final class EtcdLeasingKV: Sendable {
         return (lease.id, ok && lease.state != .lost)
     }
 
-    /// Reads a key. A plain linearizable get of one key is answered from memory while this client
-    /// owns the key, and acquires ownership otherwise; other gets (ranges, options) go to etcd.
+    /// Reads a key. A get of one key at the latest revision is answered from memory while this
+    /// client owns the key (with its options applied: `countOnly`, `keysOnly`, the revision bounds),
+    /// and a linearizable one acquires ownership otherwise; other gets (ranges, past revisions) go to
+    /// etcd.
     public func get(_ key: some EtcdBytes, options: EtcdGetOptions = []) async throws -> EtcdGetResponse {
         let key = key.etcdData
         let (leaseID, ok) = self.usable
         let request = try EtcdRequests.range(key: key, options: options)
-        let plain =
-            request.rangeEnd.isEmpty && request.revision == 0 && !request.countOnly && !request.keysOnly
-            && request.minModRevision == 0 && request.maxModRevision == 0 && request.minCreateRevision == 0
-            && request.maxCreateRevision == 0
-        guard ok, plain else { return try await self.client.get(key, options: options) }
+        guard ok, request.rangeEnd.isEmpty, request.revision == 0 else {
+            return try await self.client.get(key, options: options)
+        }
         if let cached = self.state.withLock({ $0.entries[key] }) {
             self.cacheHits.add(1, ordering: .relaxed)
-            return cached.response
+            return Self.answer(request, from: cached.response)
         }
         if request.serializable { return try await self.client.get(key, options: options) }
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
@@ -235,7 +235,27 @@ public final class EtcdLeasingKV: Sendable {
                 }
             }
         }
-        return value
+        return Self.answer(request, from: value)
+    }
+
+    /// etcd's answer to `request`, a get of one key at the latest revision, made from the answer to
+    /// a plain get of that key (Go's `leaseKey.get`). As etcd does, the revision bounds leave the
+    /// key out but not its count.
+    private static func answer(_ request: Etcdserverpb_RangeRequest, from plain: EtcdGetResponse) -> EtcdGetResponse {
+        var answer = plain
+        guard var kv = plain.kvs.first?.proto else { return answer }
+        let excluded =
+            request.countOnly || (request.minModRevision != 0 && kv.modRevision < request.minModRevision)
+            || (request.maxModRevision != 0 && kv.modRevision > request.maxModRevision)
+            || (request.minCreateRevision != 0 && kv.createRevision < request.minCreateRevision)
+            || (request.maxCreateRevision != 0 && kv.createRevision > request.maxCreateRevision)
+        if excluded {
+            answer.kvs = []
+        } else if request.keysOnly {
+            kv.value = Data()
+            answer.kvs = [EtcdKeyValue(kv)]
+        }
+        return answer
     }
 
     /// Writes a key, first making any other leasing KV that owns it give it up.
@@ -317,7 +337,9 @@ public final class EtcdLeasingKV: Sendable {
 
     /// Runs a transaction: every key it may write (each key it puts or deletes, each range it
     /// deletes) is first given up by other owners, and the transaction commits only while no new
-    /// owner appeared; this client's copies of those keys are dropped. Reads inside it go to etcd.
+    /// owner appeared; this client's copies of those keys are dropped. A transaction that writes
+    /// nothing is answered from memory when this client owns every key it compares and reads
+    /// (plain keys at the latest revision), and goes to etcd otherwise.
     @discardableResult
     public func txn(if compares: [EtcdCompare], then: [EtcdOp], else otherwise: [EtcdOp] = []) async throws
         -> EtcdTxnResponse
@@ -325,7 +347,13 @@ public final class EtcdLeasingKV: Sendable {
         let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
         var written: [Written] = []
         Self.written(by: request.success + request.failure, into: &written)
-        if written.isEmpty { return try await self.client.txn(if: compares, then: then, else: otherwise) }
+        if written.isEmpty {
+            if let answer = self.answerFromMemory(request) {
+                self.cacheHits.add(1, ordering: .relaxed)
+                return answer
+            }
+            return try await self.client.txn(if: compares, then: then, else: otherwise)
+        }
         while true {
             var guards: [EtcdCompare] = []
             for range in Set(written) { guards.append(try await self.revokeOwners(from: range.key, to: range.end)) }
@@ -346,6 +374,68 @@ public final class EtcdLeasingKV: Sendable {
             }
         }
     }
+
+    /// etcd's answer to a transaction that writes nothing, made from memory when every key its
+    /// compares and its branch's gets read is owned here (Go's `txnLeasing.eval`); nil otherwise.
+    /// The copies are all current at once, so the answer is one consistent state; its header is the
+    /// newest of theirs.
+    private func answerFromMemory(_ request: Etcdserverpb_TxnRequest) -> EtcdTxnResponse? {
+        guard self.usable.ok else { return nil }
+        return self.state.withLock { state -> EtcdTxnResponse? in
+            var header: EtcdResponseHeader?
+            func cached(_ key: Data) -> EtcdGetResponse? {
+                guard let response = state.entries[key]?.response else { return nil }
+                if header.map({ $0.revision < response.header.revision }) ?? true { header = response.header }
+                return response
+            }
+            var succeeded = true
+            for compare in request.compare {
+                guard compare.rangeEnd.isEmpty, let response = cached(compare.key),
+                    let holds = Self.holds(compare, for: response.kvs.first?.proto)
+                else { return nil }
+                succeeded = succeeded && holds
+            }
+            var responses: [EtcdOpResponse] = []
+            for op in succeeded ? request.success : request.failure {
+                guard case .requestRange(let get) = op.request, get.rangeEnd.isEmpty, get.revision == 0,
+                    let response = cached(get.key)
+                else { return nil }
+                responses.append(.get(Self.answer(get, from: response)))
+            }
+            guard let header else { return nil }
+            var answer = EtcdTxnResponse(Etcdserverpb_TxnResponse())
+            answer.header = header
+            answer.succeeded = succeeded
+            answer.responses = responses
+            return answer
+        }
+    }
+
+    /// Whether `compare` holds for `kv` (nil: the key does not exist), as etcd decides it; nil for
+    /// a target or operator this client does not know.
+    private static func holds(_ compare: Etcdserverpb_Compare, for kv: Mvccpb_KeyValue?) -> Bool? {
+        let order: Int
+        switch compare.target {
+        case .value:
+            // etcd fails a value compare on a missing key, whatever the operator.
+            guard let kv else { return false }
+            order = kv.value.lexicographicallyPrecedes(compare.value) ? -1 : (kv.value == compare.value ? 0 : 1)
+        case .version: order = Self.order(kv?.version ?? 0, compare.version)
+        case .create: order = Self.order(kv?.createRevision ?? 0, compare.createRevision)
+        case .mod: order = Self.order(kv?.modRevision ?? 0, compare.modRevision)
+        case .lease: order = Self.order(kv?.lease ?? 0, compare.lease)
+        case .UNRECOGNIZED: return nil
+        }
+        switch compare.result {
+        case .equal: return order == 0
+        case .notEqual: return order != 0
+        case .greater: return order > 0
+        case .less: return order < 0
+        case .UNRECOGNIZED: return nil
+        }
+    }
+
+    private static func order(_ a: Int64, _ b: Int64) -> Int { a < b ? -1 : (a == b ? 0 : 1) }
 
     /// Makes every other leasing KV that owns a key in `[key, end)` give it up (`end` is `[0]` for
     /// every key from `key` on). Returns a compare that holds while nobody took ownership of a key

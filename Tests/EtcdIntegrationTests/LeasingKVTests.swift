@@ -65,6 +65,95 @@ struct LeasingKVTests {
         }
     }
 
+    @Test("gets of owned keys, with options, are answered from memory as etcd answers them")
+    func getOptionsFromMemory() async throws {
+        try await withTwo { client, kv, _ in
+            try await client.put("k", value: "v")
+            try await client.put("k", value: "w")  // modified after its creation
+            try await client.put("counted", value: "c")
+            // An acquisition with an option answers with it, and caches the key.
+            let counted = try await kv.get("counted", options: .countOnly)
+            #expect(counted.count == 1 && counted.kvs.isEmpty)
+            _ = try await kv.get("k")
+            _ = try await kv.get("absent")
+            let stored = try #require(try await client.get("k").kvs.first)
+            let (create, mod) = (stored.createRevision, stored.modRevision)
+            let cases: [EtcdGetOptions] = [
+                [], .countOnly, .keysOnly, [.keysOnly, .countOnly], .serializable, .limit(1),
+                .minModRevision(mod), .minModRevision(mod + 1),
+                .maxModRevision(mod), .maxModRevision(mod - 1), .minCreateRevision(create),
+                .minCreateRevision(create + 1), .maxCreateRevision(create), .maxCreateRevision(create - 1),
+            ]
+            for key in ["k", "absent", "counted"] {
+                for (index, options) in cases.enumerated() {
+                    let before = kv.cachedReads
+                    let answer = try await kv.get(key, options: options)
+                    #expect(kv.cachedReads == before + 1, "\(key), options \(index)")
+                    let etcd = try await client.get(key, options: options)
+                    #expect(answer.kvs == etcd.kvs, "\(key), options \(index)")
+                    #expect(answer.count == etcd.count && answer.more == etcd.more, "\(key), options \(index)")
+                }
+            }
+            // A past revision, or a range, is etcd's to answer.
+            let before = kv.cachedReads
+            #expect(try await kv.get("k", options: .revision(create)).kvs.first?.valueString == "v")
+            #expect(try await kv.get("k", options: .prefix).count == 1)
+            #expect(kv.cachedReads == before)
+        }
+    }
+
+    @Test(
+        "a transaction that only reads owned keys is answered from memory as etcd answers it; others go to etcd and see every completed write"
+    )
+    func readOnlyTransactions() async throws {
+        try await withTwo { client, kv, other in
+            try await client.put("k", value: "v")
+            _ = try await kv.get("k")
+            _ = try await kv.get("absent")
+            let k = try #require(try await client.get("k").kvs.first)
+            let compares: [[EtcdCompare]] = [
+                [], [.value("k") == "v"], [.value("k") != "v"], [.value("k") > "u"], [.value("k") < "u"],
+                [.version("k") == 1], [.createRevision("k") == k.createRevision], [.modRevision("k") > k.modRevision],
+                [.lease("k") == 0], [.keyMissing("absent")], [.keyExists("absent")],
+                // etcd fails a value compare on a missing key, even `!=`.
+                [.value("absent") == ""], [.value("absent") != "x"], [.createRevision("absent") == 0],
+                [.lease("absent") != 0], [.value("k") == "v", .keyMissing("absent")],
+                [.value("k") == "v", .keyExists("absent")],
+            ]
+            let then: [EtcdOp] = [.get("k"), .get("absent"), .get("k", options: .keysOnly)]
+            let otherwise: [EtcdOp] = [.get("k", options: .countOnly)]
+            for (index, compare) in compares.enumerated() {
+                let before = kv.cachedReads
+                let answer = try await kv.txn(if: compare, then: then, else: otherwise)
+                #expect(kv.cachedReads == before + 1, "compares \(index)")
+                let etcd = try await client.txn(if: compare, then: then, else: otherwise)
+                #expect(answer.succeeded == etcd.succeeded, "compares \(index)")
+                #expect(answer.responses.map(\.get?.kvs) == etcd.responses.map(\.get?.kvs), "compares \(index)")
+                #expect(answer.responses.map(\.get?.count) == etcd.responses.map(\.get?.count), "compares \(index)")
+            }
+            // A key not owned, a range, a past revision, a nested transaction, nothing read: etcd's.
+            try await client.put("unowned", value: "u")
+            let throughEtcd: [(compares: [EtcdCompare], then: [EtcdOp])] = [
+                ([.value("unowned") == "u"], then), ([], [.get("k"), .get("unowned")]),
+                ([.version("k").withPrefix() > 0], then), ([], [.get("k", options: .prefix)]),
+                ([], [.get("k", options: .revision(k.modRevision))]), ([], [.txn(if: [], then: [.get("k")])]),
+                ([], []),
+            ]
+            for (index, txn) in throughEtcd.enumerated() {
+                let before = kv.cachedReads
+                let answer = try await kv.txn(if: txn.compares, then: txn.then)
+                #expect(kv.cachedReads == before, "case \(index)")
+                #expect(answer.succeeded, "case \(index)")
+                #expect(answer.responses.count == txn.then.count, "case \(index)")
+            }
+            // The other leasing KV's write made this one give the key up: the next read sees it.
+            try await other.put("k", value: "new")
+            let after = try await kv.txn(if: [.value("k") == "new"], then: [.get("k")])
+            #expect(after.succeeded)
+            #expect(after.responses.first?.get?.kvs.first?.valueString == "new")
+        }
+    }
+
     @Test("a range deleted inside a transaction is given up by its other owners, and this leasing KV's copies go")
     func transactionRangeDelete() async throws {
         try await withTwo { client, writer, reader in
