@@ -72,7 +72,10 @@ public struct EtcdSyncer: Sendable {
 /// ``run(progress:)`` copies every key under the prefix, then applies each later change of the
 /// source to the destination, one transaction per source revision, until it is cancelled or fails.
 /// Keys are renamed from ``prefix`` to ``destinationPrefix``. Values are copied; leases are not
-/// (a lease belongs to its cluster), as with etcdctl.
+/// (a lease belongs to its cluster), as with etcdctl. A source revision with more changes than
+/// ``maxOperationsPerTransaction`` (a range delete of many keys, say) is applied in several
+/// transactions, as etcdctl 3.6's `--max-txn-ops` does: readers of the destination may see part of
+/// it meanwhile.
 public struct EtcdMirror: Sendable {
     /// How far a mirror has got.
     public struct Progress: Sendable, Hashable {
@@ -90,29 +93,44 @@ public struct EtcdMirror: Sendable {
     public let prefix: Data
     /// What ``prefix`` becomes in the destination (by default the same prefix).
     public let destinationPrefix: Data
+    /// The most operations the mirror puts in one destination transaction: at most the
+    /// destination's `--max-txn-ops` (etcd's default, 128, by default).
+    public let maxOperationsPerTransaction: Int
 
     /// A mirror of `prefix` from `source` into `destination`, renaming it to `destinationPrefix`
-    /// (`nil`: the same prefix; empty: no prefix, etcdctl's `--no-dest-prefix`).
+    /// (`nil`: the same prefix; empty: no prefix, etcdctl's `--no-dest-prefix`), writing at most
+    /// `maxOperationsPerTransaction` operations per destination transaction.
     public init(
         source: EtcdClient,
         destination: EtcdClient,
         prefix: some EtcdBytes = "",
-        destinationPrefix: (any EtcdBytes)? = nil
+        destinationPrefix: (any EtcdBytes)? = nil,
+        maxOperationsPerTransaction: Int = 128
     ) {
         self.source = source
         self.destination = destination
         self.prefix = prefix.etcdData
         self.destinationPrefix = destinationPrefix?.etcdData ?? prefix.etcdData
+        self.maxOperationsPerTransaction = maxOperationsPerTransaction
     }
 
     /// Copies the prefix, then follows it until the task is cancelled.
     ///
     /// `progress` is called after the base copy and after each applied revision.
     ///
-    /// - Throws: `EtcdClientError`: `compacted` when the source compacted revisions the mirror had
-    ///   not applied yet (start a new mirror: the base copy overwrites, but keys deleted meanwhile stay
-    ///   in the destination); errors of the destination's writes. `CancellationError` when cancelled.
+    /// - Throws: `EtcdClientError`: `invalidArgument` when ``maxOperationsPerTransaction`` is below
+    ///   1; `compacted` when the source compacted revisions the mirror had not applied yet (start a
+    ///   new mirror: the base copy overwrites, but keys deleted meanwhile stay in the destination);
+    ///   errors of the destination's writes. `CancellationError` when cancelled.
     public func run(progress: @Sendable (Progress) -> Void = { _ in }) async throws {
+        let limit = self.maxOperationsPerTransaction
+        guard limit > 0 else {
+            throw EtcdClientError(
+                code: .invalidArgument,
+                message:
+                    "maxOperationsPerTransaction must be at least 1 (at most the destination's --max-txn-ops), got \(limit)"
+            )
+        }
         let syncer = EtcdSyncer(client: self.source, prefix: self.prefix)
         var total: Int64 = 0
         let base = try await syncer.syncBase { page in
@@ -130,6 +148,10 @@ public struct EtcdMirror: Sendable {
                     if revision != 0 && event.kv.modRevision > revision {
                         try await self.destination.txn(if: [], then: ops)
                         progress(Progress(keys: total, revision: revision))
+                        ops = []
+                    }
+                    if ops.count == limit {  // the same revision goes on: apply this part
+                        try await self.destination.txn(if: [], then: ops)
                         ops = []
                     }
                     revision = event.kv.modRevision

@@ -32,10 +32,15 @@ struct MakeMirror: EtcdctlCommand {
         name: .customLong("dest-insecure-transport"), inversion: .prefixedNo, exclusivity: .chooseLast,
         help: "Disable transport security for client connections")
     var destInsecureTransport = true
+    @Option(
+        name: .customLong("max-txn-ops"), parsing: .unconditional,
+        help: "Most operations in one destination transaction while following updates (etcdctl 3.6)")
+    var maxTxnOps = 128
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
         guard self.arguments.count == 1 else { throw UsageError("make-mirror takes one destination argument") }
+        guard self.maxTxnOps > 0 else { throw UsageError("--max-txn-ops must be at least 1, got \(self.maxTxnOps)") }
         if self.noDestPrefix && !self.destPrefix.isEmpty {
             throw UsageError("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
         }
@@ -56,7 +61,8 @@ struct MakeMirror: EtcdctlCommand {
         try await global.withClient(bounded: false) { source in
             try await withEtcdClient(destinationConfiguration) { destination in
                 let mirror = EtcdMirror(
-                    source: source, destination: destination, prefix: prefix, destinationPrefix: destinationPrefix)
+                    source: source, destination: destination, prefix: prefix, destinationPrefix: destinationPrefix,
+                    maxOperationsPerTransaction: self.maxTxnOps)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         while true {

@@ -848,6 +848,52 @@ struct EtcdctlCompatibilityTests {
         }
     }
 
+    @Test(
+        "make-mirror --max-txn-ops (etcdctl 3.6's) applies a source revision in parts a destination allowing fewer operations accepts; 0 is refused"
+    )
+    func makeMirrorMaxTxnOps() async throws {
+        try await withEtcdTestCluster { source in
+            try await withEtcdTestCluster(.init(extraArguments: ["--max-txn-ops", "2"])) { destination in
+                try await withEtcdClient(source.clientConfiguration()) { client in
+                    try await withEtcdClient(destination.clientConfiguration()) { target in
+                        let endpoint = ["--endpoints", source.members[0].clientEndpoint]
+                        let run = try await self.stream(
+                            Self.swiftTool,
+                            endpoint + ["make-mirror", "--max-txn-ops", "2", destination.members[0].clientEndpoint],
+                            ready: { _ in true },
+                            then: {
+                                try await within(.seconds(20), "the mirror to copy a revision of three puts") {
+                                    // Once the first key arrived, the mirror has read its base: the
+                                    // transaction's revision comes to it as an update.
+                                    try await client.put("m/first", value: "1")
+                                    try await target.watch("m/", options: [.prefix, .revision(1)]) { responses in
+                                        var seen = 0
+                                        for try await response in responses {
+                                            if seen == 0 {
+                                                try await client.txn(
+                                                    if: [],
+                                                    then: [
+                                                        .put("m/a", value: "a"), .put("m/b", value: "b"),
+                                                        .put("m/c", value: "c"),
+                                                    ])
+                                            }
+                                            seen += response.events.filter { $0.type == .put }.count
+                                            if seen >= 4 { return }
+                                        }
+                                    }
+                                }
+                            })
+                        #expect(run.stdout.isEmpty, "etcdctl-swift printed \(run.stdout)")
+                        #expect(try await target.get("m/", options: .prefix).count == 4)
+                        let refused = try await self.run(
+                            Self.swiftTool, endpoint + ["make-mirror", "--max-txn-ops", "0", "127.0.0.1:1"])
+                        #expect(refused.status == 128 && refused.error.contains("--max-txn-ops"), "\(refused)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("make-mirror copies a prefix to another cluster until interrupted")
     func makeMirror() async throws {
         try await withEtcdTestCluster { source in

@@ -69,6 +69,44 @@ struct SyncTests {
     }
 
     @Test(
+        "a source revision with more changes than a destination transaction may hold is applied in parts; a limit below 1 is refused"
+    )
+    func mirrorLargeRevision() async throws {
+        try await withEtcd { _, source in
+            try await withEtcd { _, destination in
+                for i in 0..<300 { try await source.put("m/\(i)", value: "\(i)") }
+                let (progress, continuation) = AsyncStream.makeStream(of: EtcdMirror.Progress.self)
+                let mirror = EtcdMirror(source: source, destination: destination, prefix: "m/")
+                try await withThrowingTaskGroup { group in
+                    group.addTask {
+                        defer { continuation.finish() }
+                        do {
+                            try await mirror.run { continuation.yield($0) }
+                        } catch let error where !Task.isCancelled {
+                            Issue.record(error, "the mirror failed")
+                        }
+                    }
+                    try await within(.seconds(30), "the mirror applying a revision of 300 deletes") {
+                        var iterator = progress.makeAsyncIterator()
+                        #expect(await iterator.next()?.keys == 300)
+                        // One revision, 300 delete events: more than etcd's default of 128 operations.
+                        let deleted = try await source.delete("m/", options: .prefix)
+                        #expect(deleted.deleted == 300)
+                        let step = await iterator.next()
+                        #expect(step?.keys == 600 && step?.revision == deleted.header.revision)
+                    }
+                    group.cancelAll()
+                }
+                #expect(try await destination.get("m/", options: .prefix).count == 0)
+                let refused = await etcdErrorCode {
+                    try await EtcdMirror(source: source, destination: destination, maxOperationsPerTransaction: 0).run()
+                }
+                #expect(refused?.code == .invalidArgument)
+            }
+        }
+    }
+
+    @Test(
         "an ordering KV never goes back in revision across endpoints, and fails with noGreaterRevision when only stale members remain"
     )
     func ordering() async throws {
