@@ -27,6 +27,9 @@ import Synchronization
 /// keys must go through a leasing KV. Keys attached to a lease are never cached (they can vanish
 /// without a write).
 ///
+/// A key this client gave up to a writer is read through, not acquired again, for two seconds (as
+/// in Go), so that a key written often does not change owner on every read.
+///
 /// Ownership keys are attached to a session lease of `ttl` seconds, kept alive in the background.
 /// If it is lost (no renewal was answered before its deadline, or etcd revoked it: this client hears
 /// of that at its next renewal or acquisition), the copies are dropped and a new session lease is
@@ -79,9 +82,14 @@ public final class EtcdLeasingKV: Sendable {
         /// answer only if this did not change while the answer was on its way: the write may have
         /// come after the answer was read and before it was cached, where nothing else would drop it.
         var invalidations: UInt64 = 0
+        /// When this client last gave each key up, for the keys given up within `revokeBackoff`.
+        var revoked: [Data: ContinuousClock.Instant] = [:]
     }
     private let state = Mutex(State())
     private let cacheHits = Atomic<Int>(0)
+    /// How long a key this client gave up is read through rather than acquired again (Go's
+    /// `revokeBackoff`), so that a key written often does not change owner on every read.
+    static let revokeBackoff = Duration.seconds(2)
 
     init(client: EtcdClient, prefix: Data, ttl: Int64) {
         self.client = client
@@ -167,6 +175,9 @@ public final class EtcdLeasingKV: Sendable {
         self.state.withLock { state in
             state.entries[key] = nil
             state.invalidations &+= 1
+            let now = ContinuousClock.now
+            state.revoked = state.revoked.filter { now - $0.value < Self.revokeBackoff }
+            state.revoked[key] = now
         }
         try await self.client.txn(
             if: [.createRevision(self.prefix + key) < revision], then: [.delete(self.prefix + key)])
@@ -195,7 +206,10 @@ public final class EtcdLeasingKV: Sendable {
             self.cacheHits.add(1, ordering: .relaxed)
             return Self.answer(request, from: cached.response)
         }
-        if request.serializable { return try await self.client.get(key, options: options) }
+        let backingOff = self.state.withLock { state in
+            state.revoked[key].map { ContinuousClock.now - $0 < Self.revokeBackoff } ?? false
+        }
+        if request.serializable || backingOff { return try await self.client.get(key, options: options) }
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
         let owner = self.prefix + key
         let invalidations = self.state.withLock { $0.invalidations }

@@ -65,6 +65,29 @@ struct LeasingKVTests {
         }
     }
 
+    @Test(
+        "a key given up to a writer is read through rather than acquired again for a while (Go's two seconds), then acquired"
+    )
+    func revokeBackoff() async throws {
+        try await withTwo { client, writer, reader in
+            try await client.put("k", value: "1")
+            _ = try await reader.get("k")
+            try await writer.put("k", value: "2")  // the reader gives k up
+            #expect(try await reader.get("k").kvs.first?.valueString == "2")
+            #expect(try await client.get("leasing/k").count == 0)  // read through: not owned
+            // Nothing signals the end of the backoff, so this asks every 100 ms.
+            try await within(.seconds(10), "the key acquired again") {
+                while try await client.get("leasing/k").count == 0 {
+                    #expect(try await reader.get("k").kvs.first?.valueString == "2")
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let before = reader.cachedReads
+            #expect(try await reader.get("k").kvs.first?.valueString == "2")
+            #expect(reader.cachedReads == before + 1)
+        }
+    }
+
     @Test("gets of owned keys, with options, are answered from memory as etcd answers them")
     func getOptionsFromMemory() async throws {
         try await withTwo { client, kv, _ in
