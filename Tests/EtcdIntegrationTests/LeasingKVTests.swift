@@ -217,6 +217,46 @@ struct LeasingKVTests {
         }
     }
 
+    @Test("concurrent gets, puts and transactions through three leasing KVs on three keys are linearizable")
+    func linearizable() async throws {
+        try await withTwo { client, first, second in
+            try await withEtcdLeasingKV(client: client, prefix: "leasing/") { third in
+                let history = try await withThrowingTaskGroup(of: [EtcdRegisterOperation].self) { group in
+                    for (worker, kv) in [first, second, third].enumerated() {
+                        group.addTask {
+                            var random = SeededGenerator(seed: UInt64(worker + 1))
+                            var operations: [EtcdRegisterOperation] = []
+                            for step in 0..<150 {
+                                let key = "k\(random.next() % 3)"
+                                let value = "\(worker)-\(step)"
+                                let call = ContinuousClock.now
+                                let kind: EtcdRegisterOperation.Kind
+                                switch random.next() % 6 {
+                                case 0:
+                                    try await kv.put(key, value: value)
+                                    kind = .write(value)
+                                case 1:
+                                    try await kv.txn(if: [], then: [.put(key, value: value)])
+                                    kind = .write(value)
+                                case 2:
+                                    let read = try await kv.txn(if: [], then: [.get(key)])
+                                    kind = .read(read.responses.first?.get?.kvs.first?.valueString)
+                                default:
+                                    kind = .read(try await kv.get(key).kvs.first?.valueString)
+                                }
+                                operations.append(.init(key: key, kind: kind, call: call, return: .now))
+                            }
+                            return operations
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0 += $1 }
+                }
+                #expect(throws: Never.self) { try EtcdLinearizability.check(history) }
+                #expect(first.cachedReads + second.cachedReads + third.cachedReads > 0)
+            }
+        }
+    }
+
     /// A write that completes while a get's acquisition is answered but not yet cached.
     enum RacingWrite: String, CaseIterable, CustomTestStringConvertible {
         case otherPut = "the other leasing KV's put"
