@@ -47,6 +47,59 @@ struct WatchCacheTests {
         }
     }
 
+    @Test("linearizable reads racing writes inside and outside the prefix are linearizable")
+    func linearizable() async throws {
+        try await withEtcd { _, client in
+            let cache = try await EtcdWatchCache(client: client, prefix: "c/")
+            let history = try await withThrowingTaskGroup(of: [EtcdRegisterOperation]?.self) { group in
+                group.addTask {
+                    try await cache.run()
+                    return nil
+                }
+                for worker in 0..<4 {
+                    group.addTask {
+                        var random = SeededGenerator(seed: UInt64(worker + 1))
+                        var operations: [EtcdRegisterOperation] = []
+                        func read(_ key: String) async throws {
+                            let call = ContinuousClock.now
+                            let read = try await withEtcdTimeout(.seconds(10)) {
+                                try await cache.get(key, linearizable: true)
+                            }
+                            let value = read.kvs.first?.valueString
+                            operations.append(.init(key: key, kind: .read(value), call: call, return: .now))
+                        }
+                        for step in 0..<50 {
+                            let key = "c/k\(random.next() % 3)"
+                            switch random.next() % 4 {
+                            case 0:  // moves etcd's revision only
+                                try await client.put("elsewhere", value: "\(step)")
+                            case 1:  // a write, then a read that must see it or a later write
+                                let (value, call) = ("\(worker)-\(step)", ContinuousClock.now)
+                                try await client.put(key, value: value)
+                                operations.append(.init(key: key, kind: .write(value), call: call, return: .now))
+                                try await read(key)
+                            default:
+                                try await read(key)
+                            }
+                        }
+                        return operations
+                    }
+                }
+                var history: [EtcdRegisterOperation] = []
+                var finished = 0
+                while finished < 4, let operations = try await group.next() {
+                    guard let operations else { continue }  // run() ended: the workers go on
+                    history += operations
+                    finished += 1
+                }
+                group.cancelAll()
+                return history
+            }
+            #expect(history.count > 150)
+            #expect(throws: Never.self) { try EtcdLinearizability.check(history) }
+        }
+    }
+
     /// Also a regression check: etcd 3.4.23 and 3.5.1 send progress notifications to a watch that
     /// has not caught up yet, so trusting them here would answer the stale c/a=1.
     @Test("a cache whose watch start was compacted lists the prefix again and keeps following")
