@@ -27,8 +27,9 @@ import Synchronization
 /// keys must go through a leasing KV. Keys attached to a lease are never cached (they can vanish
 /// without a write).
 ///
-/// A key this client gave up to a writer is read through, not acquired again, for two seconds (as
-/// in Go), so that a key written often does not change owner on every read.
+/// A key this client gave up to a writer is read through, not acquired again, for `revokeBackoff`
+/// (two seconds, as in Go; zero for none), so that a key written often does not change owner on
+/// every read.
 ///
 /// Ownership keys are attached to a session lease of `ttl` seconds, kept alive in the background.
 /// If it is lost (no renewal was answered before its deadline, or etcd revoked it: this client hears
@@ -42,9 +43,10 @@ public func withEtcdLeasingKV<Result: Sendable>(
     client: EtcdClient,
     prefix: some EtcdBytes,
     ttl: Int64 = 60,
+    revokeBackoff: Duration = .seconds(2),
     _ body: (EtcdLeasingKV) async throws -> Result
 ) async throws -> Result {
-    let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData, ttl: ttl)
+    let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData, ttl: ttl, revokeBackoff: revokeBackoff)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         // Cancelling the session task revokes its lease; the group waits for that.
         defer { group.cancelAll() }
@@ -55,7 +57,7 @@ public func withEtcdLeasingKV<Result: Sendable>(
     }
 }
 
-/// A caching KV view; see ``withEtcdLeasingKV(client:prefix:ttl:_:)``.
+/// A caching KV view; see ``withEtcdLeasingKV(client:prefix:ttl:revokeBackoff:_:)``.
 public final class EtcdLeasingKV: Sendable {
     /// The client underneath.
     public let client: EtcdClient
@@ -63,6 +65,9 @@ public final class EtcdLeasingKV: Sendable {
     public let prefix: Data
     /// The TTL of the session leases, in seconds.
     let ttl: Int64
+    /// How long a key this client gave up is read through rather than acquired again (Go's
+    /// `revokeBackoff`), so that a key written often does not change owner on every read.
+    let revokeBackoff: Duration
 
     private struct Entry {
         /// The cached answer: the key-value, or none when the key does not exist.
@@ -87,14 +92,12 @@ public final class EtcdLeasingKV: Sendable {
     }
     private let state = Mutex(State())
     private let cacheHits = Atomic<Int>(0)
-    /// How long a key this client gave up is read through rather than acquired again (Go's
-    /// `revokeBackoff`), so that a key written often does not change owner on every read.
-    static let revokeBackoff = Duration.seconds(2)
 
-    init(client: EtcdClient, prefix: Data, ttl: Int64) {
+    init(client: EtcdClient, prefix: Data, ttl: Int64, revokeBackoff: Duration) {
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
+        self.revokeBackoff = revokeBackoff
     }
 
     /// How many gets and transactions were answered from memory (for tests and metrics).
@@ -176,7 +179,7 @@ public final class EtcdLeasingKV: Sendable {
             state.entries[key] = nil
             state.invalidations &+= 1
             let now = ContinuousClock.now
-            state.revoked = state.revoked.filter { now - $0.value < Self.revokeBackoff }
+            state.revoked = state.revoked.filter { now - $0.value < self.revokeBackoff }
             state.revoked[key] = now
         }
         try await self.client.txn(
@@ -207,7 +210,7 @@ public final class EtcdLeasingKV: Sendable {
             return Self.answer(request, from: cached.response)
         }
         let backingOff = self.state.withLock { state in
-            state.revoked[key].map { ContinuousClock.now - $0 < Self.revokeBackoff } ?? false
+            state.revoked[key].map { ContinuousClock.now - $0 < self.revokeBackoff } ?? false
         }
         if request.serializable || backingOff { return try await self.client.get(key, options: options) }
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.

@@ -9,11 +9,15 @@ import Testing
 @Suite("Leasing KV (EtcdSync)", .timeLimit(.minutes(2)))
 struct LeasingKVTests {
     /// Two clients, each with its own leasing KV on the same prefix, as two processes would have.
-    private func withTwo(_ body: (EtcdClient, EtcdLeasingKV, EtcdLeasingKV) async throws -> Void) async throws {
+    private func withTwo(
+        revokeBackoff: Duration = .seconds(2),
+        _ body: (EtcdClient, EtcdLeasingKV, EtcdLeasingKV) async throws -> Void
+    ) async throws {
         try await withEtcd { cluster, client in
             try await withEtcdClient(.init(endpoints: cluster.clientEndpoints)) { other in
-                try await withEtcdLeasingKV(client: client, prefix: "leasing/") { first in
-                    try await withEtcdLeasingKV(client: other, prefix: "leasing/") { second in
+                try await withEtcdLeasingKV(client: client, prefix: "leasing/", revokeBackoff: revokeBackoff) { first in
+                    try await withEtcdLeasingKV(client: other, prefix: "leasing/", revokeBackoff: revokeBackoff) {
+                        second in
                         try await body(client, first, second)
                     }
                 }
@@ -217,11 +221,23 @@ struct LeasingKVTests {
         }
     }
 
-    @Test("concurrent gets, puts and transactions through three leasing KVs on three keys are linearizable")
+    @Test(
+        "concurrent gets, puts, deletes (ranges too) and transactions through three leasing KVs on three keys are linearizable"
+    )
     func linearizable() async throws {
-        try await withTwo { client, first, second in
-            try await withEtcdLeasingKV(client: client, prefix: "leasing/") { third in
-                let history = try await withThrowingTaskGroup(of: [EtcdRegisterOperation].self) { group in
+        // Without the backoff, keys change owner more often within the test's second or two.
+        try await withTwo(revokeBackoff: .zero) { client, first, second in
+            try await withEtcdLeasingKV(client: client, prefix: "leasing/", revokeBackoff: .zero) { third in
+                // The checker's registers hold values: a missing key is the value "missing", which
+                // the keys hold before the workers start.
+                let missing = "missing"
+                var history: [EtcdRegisterOperation] = []
+                for key in ["k0", "k1", "k2"] {
+                    let call = ContinuousClock.now
+                    try await client.put(key, value: missing)
+                    history.append(.init(key: key, kind: .write(missing), call: call, return: .now))
+                }
+                history += try await withThrowingTaskGroup(of: [EtcdRegisterOperation].self) { group in
                     for (worker, kv) in [first, second, third].enumerated() {
                         group.addTask {
                             var random = SeededGenerator(seed: UInt64(worker + 1))
@@ -230,8 +246,9 @@ struct LeasingKVTests {
                                 let key = "k\(random.next() % 3)"
                                 let value = "\(worker)-\(step)"
                                 let call = ContinuousClock.now
+                                var written: [String] = [key]
                                 let kind: EtcdRegisterOperation.Kind
-                                switch random.next() % 6 {
+                                switch random.next() % 10 {
                                 case 0:
                                     try await kv.put(key, value: value)
                                     kind = .write(value)
@@ -239,12 +256,26 @@ struct LeasingKVTests {
                                     try await kv.txn(if: [], then: [.put(key, value: value)])
                                     kind = .write(value)
                                 case 2:
+                                    try await kv.delete(key)
+                                    kind = .write(missing)
+                                case 3:  // every key: one write per key to the checker, which checks keys apart
+                                    if step.isMultiple(of: 2) {
+                                        try await kv.txn(if: [], then: [.delete("k", options: .prefix)])
+                                    } else {
+                                        try await kv.delete("k", options: .prefix)
+                                    }
+                                    written = ["k0", "k1", "k2"]
+                                    kind = .write(missing)
+                                case 4:
                                     let read = try await kv.txn(if: [], then: [.get(key)])
-                                    kind = .read(read.responses.first?.get?.kvs.first?.valueString)
+                                    kind = .read(read.responses.first?.get?.kvs.first?.valueString ?? missing)
                                 default:
-                                    kind = .read(try await kv.get(key).kvs.first?.valueString)
+                                    kind = .read(try await kv.get(key).kvs.first?.valueString ?? missing)
                                 }
-                                operations.append(.init(key: key, kind: kind, call: call, return: .now))
+                                let returned = ContinuousClock.now
+                                for key in written {
+                                    operations.append(.init(key: key, kind: kind, call: call, return: returned))
+                                }
                             }
                             return operations
                         }
