@@ -47,11 +47,22 @@ struct WatchCacheTests {
         }
     }
 
-    @Test("linearizable reads racing writes inside and outside the prefix are linearizable")
+    @Test(
+        "linearizable reads racing puts, deletes and range deletes inside the prefix, and writes outside it, are linearizable"
+    )
     func linearizable() async throws {
         try await withEtcd { _, client in
+            // The checker's registers hold values: a missing key is the value "missing", which the
+            // keys hold before the workers start.
+            let missing = "missing"
+            var history: [EtcdRegisterOperation] = []
+            for key in ["c/k0", "c/k1", "c/k2"] {
+                let call = ContinuousClock.now
+                try await client.put(key, value: missing)
+                history.append(.init(key: key, kind: .write(missing), call: call, return: .now))
+            }
             let cache = try await EtcdWatchCache(client: client, prefix: "c/")
-            let history = try await withThrowingTaskGroup(of: [EtcdRegisterOperation]?.self) { group in
+            history += try await withThrowingTaskGroup(of: [EtcdRegisterOperation]?.self) { group in
                 group.addTask {
                     try await cache.run()
                     return nil
@@ -65,15 +76,25 @@ struct WatchCacheTests {
                             let read = try await withEtcdTimeout(.seconds(10)) {
                                 try await cache.get(key, linearizable: true)
                             }
-                            let value = read.kvs.first?.valueString
+                            let value = read.kvs.first?.valueString ?? missing
                             operations.append(.init(key: key, kind: .read(value), call: call, return: .now))
                         }
                         for step in 0..<50 {
                             let key = "c/k\(random.next() % 3)"
-                            switch random.next() % 4 {
+                            switch random.next() % 6 {
                             case 0:  // moves etcd's revision only
                                 try await client.put("elsewhere", value: "\(step)")
-                            case 1:  // a write, then a read that must see it or a later write
+                            case 1:  // a delete of one key or all, then a read
+                                let call = ContinuousClock.now
+                                let all = random.next() % 3 == 0
+                                try await client.delete(all ? "c/" : key, options: all ? .prefix : [])
+                                let returned = ContinuousClock.now
+                                for deleted in all ? ["c/k0", "c/k1", "c/k2"] : [key] {
+                                    operations.append(
+                                        .init(key: deleted, kind: .write(missing), call: call, return: returned))
+                                }
+                                try await read(key)
+                            case 2:  // a write, then a read that must see it or a later write
                                 let (value, call) = ("\(worker)-\(step)", ContinuousClock.now)
                                 try await client.put(key, value: value)
                                 operations.append(.init(key: key, kind: .write(value), call: call, return: .now))
@@ -95,7 +116,7 @@ struct WatchCacheTests {
                 group.cancelAll()
                 return history
             }
-            #expect(history.count > 150)
+            #expect(history.count > 150)  // the seeds make it the same every run
             #expect(throws: Never.self) { try EtcdLinearizability.check(history) }
         }
     }
