@@ -146,7 +146,8 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
         return try await updatesHandler(ConfigUpdatesAsyncSequence(stream))
     }
 
-    /// The revision of etcd the provider's values reflect.
+    /// The revision of etcd the provider's values reflect: that of its read, or of the last change
+    /// under the prefix it applied since (later revisions changed nothing it has seen yet).
     public var revision: Int64 { self.state.withLock { $0.revision } }
 
     // MARK: Service
@@ -187,7 +188,11 @@ public final class EtcdConfigProvider: ConfigProvider, Service, Sendable {
                 state.values[name] = event.type == .put ? event.kv.valueData : nil
                 changed.insert(name)
             }
-            state.revision = max(state.revision, response.header.revision)
+            // The last event's revision, not the header's: a watch catching up gets 1,000 revisions
+            // per response, each headed with etcd's current revision. (Progress notifications,
+            // without events, do not move it either: etcd before 3.4.25 and 3.5.8 sends them to
+            // watches still catching up.)
+            if let last = response.events.last?.kv.modRevision { state.revision = max(state.revision, last) }
             if !changed.isEmpty { self.notify(changed, state) }
         }
     }
@@ -232,7 +237,8 @@ public struct EtcdConfigSnapshot: ConfigSnapshot {
     public let providerName: String
     let prefix: String
     let values: [String: Data]
-    /// The etcd revision these values are from.
+    /// The etcd revision these values are etcd's state at (the provider's ``EtcdConfigProvider/revision``
+    /// when the snapshot was taken).
     public let revision: Int64
     let isSecret: @Sendable (String) -> Bool
 

@@ -56,6 +56,38 @@ struct ConfigProviderTests {
         }
     }
 
+    @Test(
+        "while the watch catches up on more revisions than etcd sends at once, each snapshot is etcd's state at its revision"
+    )
+    func catchingUp() async throws {
+        try await withEtcd { _, client in
+            let provider = try await EtcdConfigProvider(client: client, prefix: "config/up/")
+            // etcd sends a watch that is behind 1,000 revisions at a time, each response with the
+            // current revision in its header.
+            var written: Int64 = 0
+            for i in 0..<1500 { written = try await client.put("config/up/k\(i % 5)", value: "\(i)").header.revision }
+            let last = written
+            try await withThrowingTaskGroup { group in
+                group.addTask { try await provider.run() }
+                try await within(.seconds(30), "the provider catching up") {
+                    try await provider.watchSnapshot { snapshots in
+                        for await snapshot in snapshots {
+                            let revision = try #require(snapshot as? EtcdConfigSnapshot).revision
+                            let etcd = try await client.get("config/up/", options: [.prefix, .revision(revision)])
+                            for kv in etcd.kvs {
+                                let key = String(kv.keyString.dropFirst("config/up/".count))
+                                let value = try snapshot.value(forKey: [key], type: .string).value?.content
+                                #expect(value == .string(kv.valueString), "\(key) at revision \(revision)")
+                            }
+                            if revision >= last { break }
+                        }
+                    }
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test("a provider whose start revision was compacted reads the prefix again and carries on")
     func compacted() async throws {
         try await withEtcd { _, client in
