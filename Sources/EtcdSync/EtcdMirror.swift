@@ -69,7 +69,7 @@ public struct EtcdSyncer: Sendable {
 
 /// Copies a prefix from one cluster to another and keeps the copy current (etcdctl's `make-mirror`).
 ///
-/// ``run(progress:)`` copies every key under the prefix, then applies each later change of the
+/// ``run(from:progress:)`` copies every key under the prefix, then applies each later change of the
 /// source to the destination, one transaction per source revision, until it is cancelled or fails.
 /// Keys are renamed from ``prefix`` to ``destinationPrefix``. Values are copied; leases are not
 /// (a lease belongs to its cluster), as with etcdctl. A source revision with more changes than
@@ -114,15 +114,23 @@ public struct EtcdMirror: Sendable {
         self.maxOperationsPerTransaction = maxOperationsPerTransaction
     }
 
-    /// Copies the prefix, then follows it until the task is cancelled.
+    /// Copies the prefix, then follows it until the task is cancelled; or, from `startRevision`,
+    /// only follows it (etcdctl 3.6's `make-mirror --rev`).
     ///
-    /// `progress` is called after the base copy and after each applied revision.
+    /// `progress` is called after the base copy and after each applied revision. To resume a mirror
+    /// that stopped, without copying everything again, pass the last progress's revision + 1 as
+    /// `startRevision`.
     ///
+    /// - Parameters:
+    ///   - startRevision: 0 to copy the prefix first; otherwise the first source revision whose
+    ///     changes are applied, with no base copy.
+    ///   - progress: told the keys written so far and the source revision the destination reflects.
     /// - Throws: `EtcdClientError`: `invalidArgument` when ``maxOperationsPerTransaction`` is below
-    ///   1; `compacted` when the source compacted revisions the mirror had not applied yet (start a
-    ///   new mirror: the base copy overwrites, but keys deleted meanwhile stay in the destination);
-    ///   errors of the destination's writes. `CancellationError` when cancelled.
-    public func run(progress: @Sendable (Progress) -> Void = { _ in }) async throws {
+    ///   1 or `startRevision` is negative; `compacted` when the source compacted revisions the mirror
+    ///   had not applied yet (start a new mirror: the base copy overwrites, but keys deleted meanwhile
+    ///   stay in the destination); errors of the destination's writes. `CancellationError` when
+    ///   cancelled. (A start revision the source has not reached yet is waited for.)
+    public func run(from startRevision: Int64 = 0, progress: @Sendable (Progress) -> Void = { _ in }) async throws {
         let limit = self.maxOperationsPerTransaction
         guard limit > 0 else {
             throw EtcdClientError(
@@ -131,15 +139,24 @@ public struct EtcdMirror: Sendable {
                     "maxOperationsPerTransaction must be at least 1 (at most the destination's --max-txn-ops), got \(limit)"
             )
         }
+        guard startRevision >= 0 else {
+            throw EtcdClientError(
+                code: .invalidArgument,
+                message:
+                    "a mirror's start revision must be 0 (copy everything first) or a revision, got \(startRevision)")
+        }
         let syncer = EtcdSyncer(client: self.source, prefix: self.prefix)
         var total: Int64 = 0
-        let base = try await syncer.syncBase { page in
-            for kv in page.kvs {
-                try await self.destination.put(self.rename(kv.keyData), value: kv.valueData)
-                total += 1
+        var base = startRevision - 1
+        if startRevision == 0 {
+            base = try await syncer.syncBase { page in
+                for kv in page.kvs {
+                    try await self.destination.put(self.rename(kv.keyData), value: kv.valueData)
+                    total += 1
+                }
             }
+            progress(Progress(keys: total, revision: base))
         }
-        progress(Progress(keys: total, revision: base))
         try await syncer.syncUpdates(after: base) { responses in
             for try await response in responses {
                 var ops: [EtcdOp] = []

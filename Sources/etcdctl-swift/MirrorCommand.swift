@@ -36,10 +36,15 @@ struct MakeMirror: EtcdctlCommand {
         name: .customLong("max-txn-ops"), parsing: .unconditional,
         help: "Most operations in one destination transaction while following updates (etcdctl 3.6)")
     var maxTxnOps = 128
+    @Option(
+        parsing: .unconditional,
+        help: "Revision to start mirroring from, without copying the prefix first (etcdctl 3.6; 0: copy it first)")
+    var rev: Int64 = 0
     @Argument var arguments: [String] = []
 
     func run(_ global: GlobalOptions) async throws {
         guard self.arguments.count == 1 else { throw UsageError("make-mirror takes one destination argument") }
+        guard self.rev >= 0 else { throw UsageError("--rev must not be negative, got \(self.rev)") }
         guard self.maxTxnOps > 0 else { throw UsageError("--max-txn-ops must be at least 1, got \(self.maxTxnOps)") }
         if self.noDestPrefix && !self.destPrefix.isEmpty {
             throw UsageError("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
@@ -71,7 +76,9 @@ struct MakeMirror: EtcdctlCommand {
                         }
                     }
                     group.addTask {
-                        try await mirror.run { progress in total.value.store(progress.keys, ordering: .relaxed) }
+                        try await mirror.run(from: self.rev) { progress in
+                            total.value.store(progress.keys, ordering: .relaxed)
+                        }
                     }
                     group.addTask { await Signals.next() }
                     try await group.next()

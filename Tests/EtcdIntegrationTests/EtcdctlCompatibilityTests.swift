@@ -849,7 +849,7 @@ struct EtcdctlCompatibilityTests {
     }
 
     @Test(
-        "make-mirror --max-txn-ops (etcdctl 3.6's) applies a source revision in parts a destination allowing fewer operations accepts; 0 is refused"
+        "make-mirror's etcdctl 3.6 flags: --max-txn-ops applies a source revision in parts a destination allowing fewer operations accepts, --rev follows from a revision without copying first; bad values are refused"
     )
     func makeMirrorMaxTxnOps() async throws {
         try await withEtcdTestCluster { source in
@@ -888,6 +888,32 @@ struct EtcdctlCompatibilityTests {
                         let refused = try await self.run(
                             Self.swiftTool, endpoint + ["make-mirror", "--max-txn-ops", "0", "127.0.0.1:1"])
                         #expect(refused.status == 128 && refused.error.contains("--max-txn-ops"), "\(refused)")
+
+                        // --rev: from that revision on, with no copy first (which would bring m/first back).
+                        try await target.delete("m/first")
+                        let start = try await client.put("m/d", value: "d")
+                        let resumed = try await self.stream(
+                            Self.swiftTool,
+                            endpoint + [
+                                "make-mirror", "--rev", "\(start.header.revision)",
+                                destination.members[0].clientEndpoint,
+                            ],
+                            ready: { _ in true },
+                            then: {
+                                try await within(.seconds(20), "the mirror to copy m/d and m/e") {
+                                    try await client.put("m/e", value: "e")
+                                    // Only the mirror writes m/e in the destination.
+                                    try await target.watch("m/e", options: .revision(1)) { responses in
+                                        for try await _ in responses { return }
+                                    }
+                                }
+                            })
+                        #expect(resumed.stdout.isEmpty, "etcdctl-swift printed \(resumed.stdout)")
+                        let keys = try await target.get("m/", options: .prefix).kvs.map(\.keyString)
+                        #expect(keys == ["m/a", "m/b", "m/c", "m/d", "m/e"])
+                        let negative = try await self.run(
+                            Self.swiftTool, endpoint + ["make-mirror", "--rev", "-1", "127.0.0.1:1"])
+                        #expect(negative.status == 128 && negative.error.contains("--rev"), "\(negative)")
                     }
                 }
             }

@@ -69,6 +69,49 @@ struct SyncTests {
     }
 
     @Test(
+        "a mirror run from a start revision applies the changes from there without copying the prefix again; a compacted or negative start fails"
+    )
+    func mirrorResumes() async throws {
+        try await withEtcd { _, source in
+            try await withEtcd { _, destination in
+                try await source.put("m/a", value: "1")
+                let first = try await source.put("m/b", value: "1")
+                // Mirrored up to `first` (as by an earlier run), then the destination's copy of m/a
+                // went: a base copy would bring it back.
+                try await destination.put("m/b", value: "1")
+                let changed = try await source.put("m/b", value: "2")
+                try await source.put("m/c", value: "3")
+                let deleted = try await source.delete("m/b")
+                let (progress, continuation) = AsyncStream.makeStream(of: EtcdMirror.Progress.self)
+                let mirror = EtcdMirror(source: source, destination: destination, prefix: "m/")
+                try await withThrowingTaskGroup { group in
+                    group.addTask {
+                        defer { continuation.finish() }
+                        try await mirror.run(from: first.header.revision + 1) { continuation.yield($0) }
+                    }
+                    try await within(.seconds(20), "the mirror applying the changes after the start") {
+                        var applied: [Int64] = []
+                        for await step in progress {
+                            applied.append(step.revision)
+                            if step.revision >= deleted.header.revision { break }
+                        }
+                        #expect(applied.first == changed.header.revision)  // no base copy first
+                    }
+                    group.cancelAll()
+                }
+                let copied = try await destination.get("m/", options: .prefix)
+                #expect(copied.kvs.map { "\($0.keyString)=\($0.valueString)" } == ["m/c=3"])
+
+                try await source.compact(deleted.header.revision)
+                let compacted = await etcdErrorCode { try await mirror.run(from: first.header.revision + 1) }
+                #expect(compacted?.code == .compacted)
+                let negative = await etcdErrorCode { try await mirror.run(from: -1) }
+                #expect(negative?.code == .invalidArgument)
+            }
+        }
+    }
+
+    @Test(
         "a source revision with more changes than a destination transaction may hold is applied in parts; a limit below 1 is refused"
     )
     func mirrorLargeRevision() async throws {
