@@ -228,15 +228,9 @@ struct LeasingKVTests {
         // Without the backoff, keys change owner more often within the test's second or two.
         try await withTwo(revokeBackoff: .zero) { client, first, second in
             try await withEtcdLeasingKV(client: client, prefix: "leasing/", revokeBackoff: .zero) { third in
-                // The checker's registers hold values: a missing key is the value "missing", which
-                // the keys hold before the workers start.
+                // A missing key is the value "missing", which the keys hold before the workers start.
                 let missing = "missing"
-                var history: [EtcdRegisterOperation] = []
-                for key in ["k0", "k1", "k2"] {
-                    let call = ContinuousClock.now
-                    try await client.put(key, value: missing)
-                    history.append(.init(key: key, kind: .write(missing), call: call, return: .now))
-                }
+                var history = try await initialWrites(client, keys: ["k0", "k1", "k2"], value: missing)
                 history += try await withThrowingTaskGroup(of: [EtcdRegisterOperation].self) { group in
                     for (worker, kv) in [first, second, third].enumerated() {
                         group.addTask {

@@ -43,6 +43,19 @@ func etcdErrorCode(_ body: () async throws -> Void) async -> EtcdClientError? {
     }
 }
 
+/// Puts `value` under each of `keys` and returns those puts as a register history. The
+/// linearizability checker's registers start missing; a test that counts deletes as writes of a
+/// value (`missing`, say) starts its keys with that value.
+func initialWrites(_ client: EtcdClient, keys: [String], value: String) async throws -> [EtcdRegisterOperation] {
+    var history: [EtcdRegisterOperation] = []
+    for key in keys {
+        let call = ContinuousClock.now
+        try await client.put(key, value: value)
+        history.append(.init(key: key, kind: .write(value), call: call, return: .now))
+    }
+    return history
+}
+
 /// A counter tasks can share.
 final class SharedCounter: Sendable {
     private let value = Atomic<Int>(0)

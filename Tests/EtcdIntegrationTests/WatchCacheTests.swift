@@ -52,15 +52,9 @@ struct WatchCacheTests {
     )
     func linearizable() async throws {
         try await withEtcd { _, client in
-            // The checker's registers hold values: a missing key is the value "missing", which the
-            // keys hold before the workers start.
+            // A missing key is the value "missing", which the keys hold before the workers start.
             let missing = "missing"
-            var history: [EtcdRegisterOperation] = []
-            for key in ["c/k0", "c/k1", "c/k2"] {
-                let call = ContinuousClock.now
-                try await client.put(key, value: missing)
-                history.append(.init(key: key, kind: .write(missing), call: call, return: .now))
-            }
+            var history = try await initialWrites(client, keys: ["c/k0", "c/k1", "c/k2"], value: missing)
             let cache = try await EtcdWatchCache(client: client, prefix: "c/")
             history += try await withThrowingTaskGroup(of: [EtcdRegisterOperation]?.self) { group in
                 group.addTask {
