@@ -37,7 +37,11 @@ import Synchronization
 /// granted, as Go's leasing KV does; gets read through to etcd meanwhile. Leaving `body` revokes the
 /// session lease, which deletes every ownership key.
 ///
-/// - Throws: the error of the first session lease's grant; whatever `body` throws.
+/// `prefix` must be one no other keys live under: writes through the leasing KV to keys under it
+/// are refused, and other clients' writes there would change ownership records.
+///
+/// - Throws: `EtcdClientError` `invalidArgument` for an empty prefix (a key would be its own
+///   ownership key); the error of the first session lease's grant; whatever `body` throws.
 @discardableResult
 public func withEtcdLeasingKV<Result: Sendable>(
     client: EtcdClient,
@@ -46,6 +50,11 @@ public func withEtcdLeasingKV<Result: Sendable>(
     revokeBackoff: Duration = .seconds(2),
     _ body: (EtcdLeasingKV) async throws -> Result
 ) async throws -> Result {
+    guard !prefix.etcdData.isEmpty else {
+        throw EtcdClientError(
+            code: .invalidArgument,
+            message: "a leasing KV needs a prefix for its ownership keys, such as \"leasing/\", that no other keys use")
+    }
     let kv = EtcdLeasingKV(client: client, prefix: prefix.etcdData, ttl: ttl, revokeBackoff: revokeBackoff)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         // Cancelling the session task revokes its lease; the group waits for that.
@@ -282,6 +291,7 @@ public final class EtcdLeasingKV: Sendable {
     {
         let key = key.etcdData
         let request = try EtcdRequests.put(key: key, value: value.etcdData, options: options)
+        try self.checkWrite(Written(key: key, end: key + [0]))
         let response = try await self.modify(key, .put(key, value: value, options: options))
         let put = try Self.require(response.responses.first?.put)
         self.state.withLock { state in
@@ -317,6 +327,7 @@ public final class EtcdLeasingKV: Sendable {
     public func delete(_ key: some EtcdBytes, options: EtcdDeleteOptions = []) async throws -> EtcdDeleteResponse {
         let key = key.etcdData
         let request = try EtcdRequests.deleteRange(key: key, options: options)
+        try self.checkWrite(Written(key: request.key, end: request.rangeEnd.isEmpty ? key + [0] : request.rangeEnd))
         if request.rangeEnd.isEmpty {
             let response = try await self.modify(key, .delete(key, options: options))
             self.state.withLock { state in
@@ -364,6 +375,7 @@ public final class EtcdLeasingKV: Sendable {
         let request = try EtcdRequests.txn(compares: compares, then: then, else: otherwise)
         var written: [Written] = []
         Self.written(by: request.success + request.failure, into: &written)
+        for range in written { try self.checkWrite(range) }
         if written.isEmpty {
             if let answer = self.answerFromMemory(request) {
                 self.cacheHits.add(1, ordering: .relaxed)
@@ -504,6 +516,22 @@ public final class EtcdLeasingKV: Sendable {
                 return
             }
         }
+    }
+
+    /// Refuses a write to keys under the prefix: they are the ownership records, which only the
+    /// protocol may change.
+    private func checkWrite(_ range: Written) throws(EtcdClientError) {
+        let ownersEnd = EtcdKeys.prefixEnd(self.prefix)
+        let startsBeforeOwnersEnd = ownersEnd == Data([0]) || range.key.lexicographicallyPrecedes(ownersEnd)
+        let endsAfterPrefix = range.end == Data([0]) || self.prefix.lexicographicallyPrecedes(range.end)
+        guard startsBeforeOwnersEnd && endsAfterPrefix else { return }
+        let prefix = String(decoding: self.prefix, as: UTF8.self)
+        throw EtcdClientError(
+            code: .invalidArgument,
+            message: """
+                the write covers keys under \(prefix), where the leasing KV keeps its ownership records; \
+                write other keys, or narrow the range so that it ends at \(prefix) or starts after its keys
+                """)
     }
 
     /// A key a write may change, as the range `[key, end)`.

@@ -468,6 +468,46 @@ struct LeasingKVTests {
             }
         }
     }
+
+    @Test(
+        "an empty prefix, and writes that would change ownership keys, are refused with invalidArgument and change nothing"
+    )
+    func ownershipKeysProtected() async throws {
+        try await withTwo { client, kv, _ in
+            // With no prefix, the ownership key of a key would be the key itself.
+            let empty = await etcdErrorCode {
+                try await withEtcdLeasingKV(client: client, prefix: "") { _ in _ = Issue.record("the body ran") }
+            }
+            #expect(empty?.code == .invalidArgument)
+
+            try await client.put("k", value: "v")
+            try await client.put("zz", value: "v")
+            _ = try await kv.get("k")
+            _ = try await kv.get("zz")
+            let before = try await client.get("", options: .fromKey)
+            let refused: [(String, @Sendable () async throws -> Void)] = [
+                ("put", { try await kv.put("leasing/k", value: "REVOKE") }),
+                ("delete", { try await kv.delete("leasing/k") }),
+                ("prefix delete", { try await kv.delete("leasing/", options: .prefix) }),
+                ("overlapping range", { try await kv.delete("a", options: .range(end: "m")) }),
+                ("range from a key", { try await kv.delete("b", options: .fromKey) }),
+                ("txn", { try await kv.txn(if: [], then: [.put("k", value: "x"), .delete("leasing/zz")]) }),
+            ]
+            for (what, write) in refused {
+                let error = await etcdErrorCode { try await write() }
+                #expect(error?.code == .invalidArgument, "\(what)")
+                #expect(error?.message.contains("leasing/") == true, "\(what): \(String(describing: error))")
+            }
+            let after = try await client.get("", options: .fromKey)
+            #expect(after.kvs == before.kvs)
+            #expect(after.header.revision == before.header.revision)
+            // Reads of such keys are fine, and so are writes beside the prefix.
+            #expect(try await kv.get("leasing/k").kvs.first?.lease != 0)
+            try await kv.delete("a", options: .range(end: "leasing/"))
+            #expect(try await client.get("k").kvs.isEmpty)
+            #expect(try await kv.get("zz").kvs.first?.valueString == "v")
+        }
+    }
 }
 
 /// A task executor that runs a job only when the test lets it (`step`), and every job after
