@@ -74,6 +74,8 @@ public final class EtcdLeasingKV: Sendable {
     public let prefix: Data
     /// The TTL of the session leases, in seconds.
     let ttl: Int64
+    /// Where the ownership keys end: the key after every key under `prefix`.
+    private let ownersEnd: Data
     /// How long a key this client gave up is read through rather than acquired again (Go's
     /// `revokeBackoff`), so that a key written often does not change owner on every read.
     let revokeBackoff: Duration
@@ -107,6 +109,7 @@ public final class EtcdLeasingKV: Sendable {
         self.prefix = prefix
         self.ttl = ttl
         self.revokeBackoff = revokeBackoff
+        self.ownersEnd = EtcdKeys.prefixEnd(prefix)
     }
 
     /// How many gets and transactions were answered from memory (for tests and metrics).
@@ -218,13 +221,12 @@ public final class EtcdLeasingKV: Sendable {
             self.cacheHits.add(1, ordering: .relaxed)
             return Self.answer(request, from: cached.response)
         }
-        let backingOff = self.state.withLock { state in
-            state.revoked[key].map { ContinuousClock.now - $0 < self.revokeBackoff } ?? false
+        let (backingOff, invalidations) = self.state.withLock { state in
+            (state.revoked[key].map { ContinuousClock.now - $0 < self.revokeBackoff } ?? false, state.invalidations)
         }
         if request.serializable || backingOff { return try await self.client.get(key, options: options) }
         // Acquire: record ownership unless someone owns the key, or the key is attached to a lease.
         let owner = self.prefix + key
-        let invalidations = self.state.withLock { $0.invalidations }
         let response: EtcdTxnResponse
         do {
             response = try await self.client.txn(
@@ -291,7 +293,7 @@ public final class EtcdLeasingKV: Sendable {
     {
         let key = key.etcdData
         let request = try EtcdRequests.put(key: key, value: value.etcdData, options: options)
-        try self.checkWrite(Written(key: key, end: key + [0]))
+        try self.checkWrite(Written(key: key))
         let response = try await self.modify(key, .put(key, value: value, options: options))
         let put = try Self.require(response.responses.first?.put)
         self.state.withLock { state in
@@ -327,7 +329,7 @@ public final class EtcdLeasingKV: Sendable {
     public func delete(_ key: some EtcdBytes, options: EtcdDeleteOptions = []) async throws -> EtcdDeleteResponse {
         let key = key.etcdData
         let request = try EtcdRequests.deleteRange(key: key, options: options)
-        try self.checkWrite(Written(key: request.key, end: request.rangeEnd.isEmpty ? key + [0] : request.rangeEnd))
+        try self.checkWrite(Written(key: request.key, rangeEnd: request.rangeEnd))
         if request.rangeEnd.isEmpty {
             let response = try await self.modify(key, .delete(key, options: options))
             self.state.withLock { state in
@@ -470,7 +472,7 @@ public final class EtcdLeasingKV: Sendable {
     /// every key from `key` on). Returns a compare that holds while nobody took ownership of a key
     /// in the range since.
     private func revokeOwners(from key: Data, to end: Data) async throws -> EtcdCompare {
-        let ownersEnd = end == Data([0]) ? EtcdKeys.prefixEnd(self.prefix) : self.prefix + end
+        let ownersEnd = end == Data([0]) ? self.ownersEnd : self.prefix + end
         let owners = try await self.client.get(self.prefix + key, options: .range(end: ownersEnd))
         var newest: Int64 = 0
         for owner in owners.kvs {
@@ -521,8 +523,8 @@ public final class EtcdLeasingKV: Sendable {
     /// Refuses a write to keys under the prefix: they are the ownership records, which only the
     /// protocol may change.
     private func checkWrite(_ range: Written) throws(EtcdClientError) {
-        let ownersEnd = EtcdKeys.prefixEnd(self.prefix)
-        let startsBeforeOwnersEnd = ownersEnd == Data([0]) || range.key.lexicographicallyPrecedes(ownersEnd)
+        let startsBeforeOwnersEnd =
+            self.ownersEnd == Data([0]) || range.key.lexicographicallyPrecedes(self.ownersEnd)
         let endsAfterPrefix = range.end == Data([0]) || self.prefix.lexicographicallyPrecedes(range.end)
         guard startsBeforeOwnersEnd && endsAfterPrefix else { return }
         let prefix = String(decoding: self.prefix, as: UTF8.self)
@@ -538,15 +540,18 @@ public final class EtcdLeasingKV: Sendable {
     private struct Written: Hashable {
         var key: Data
         var end: Data
+
+        /// One key.
+        init(key: Data) { (self.key, self.end) = (key, key + [0]) }
+        /// A request's key and range end (empty: the key alone).
+        init(key: Data, rangeEnd: Data) { (self.key, self.end) = (key, rangeEnd.isEmpty ? key + [0] : rangeEnd) }
     }
 
     private static func written(by ops: [Etcdserverpb_RequestOp], into ranges: inout [Written]) {
         for op in ops {
             switch op.request {
-            case .requestPut(let put): ranges.append(Written(key: put.key, end: put.key + [0]))
-            case .requestDeleteRange(let delete):
-                ranges.append(
-                    Written(key: delete.key, end: delete.rangeEnd.isEmpty ? delete.key + [0] : delete.rangeEnd))
+            case .requestPut(let put): ranges.append(Written(key: put.key))
+            case .requestDeleteRange(let delete): ranges.append(Written(key: delete.key, rangeEnd: delete.rangeEnd))
             case .requestTxn(let txn): Self.written(by: txn.success + txn.failure, into: &ranges)
             default: break
             }
