@@ -35,7 +35,8 @@ extension EtcdClient {
         /// with `requestTooLarge` before anything is sent.
         public var maxCallSendMessageSize: Int
         /// The largest response the client accepts, in bytes (Go's default: 2 GiB - 1). A larger
-        /// response fails with `responseTooLarge`; page large ranges with `.paged(pageSize:)`.
+        /// response fails with `responseTooLarge`; page large ranges with `.paged(pageSize:)`. A watch
+        /// response over it ends that watch alone.
         public var maxCallReceiveMessageSize: Int
         /// TLS settings; `nil` means plaintext for endpoints without an `https://` scheme.
         public var tls: TLS?

@@ -202,6 +202,56 @@ struct WatchTests {
         }
     }
 
+    @Test(
+        "a watch response over the receive limit ends that watch with responseTooLarge; the stream's other watches lose nothing"
+    )
+    func responseOverLimit() async throws {
+        try await withEtcd(configure: { $0.maxCallReceiveMessageSize = 256 << 10 }) { cluster, client in
+            let member = cluster.members[0]
+            func watchers() throws -> Double { try member.metrics()["etcd_debugging_mvcc_watcher_total"] ?? -1 }
+            try await client.watch("small") { small in
+                let before = try watchers()
+                let large = [UInt8](repeating: 0x62, count: 512 << 10)
+                let seen = Mutex<[String]>([])
+                let error = await etcdErrorCode {
+                    try await client.watch("big", options: .prefix) { responses in
+                        try await client.put("small", value: "1")
+                        try await client.put("big/a", value: "fits")
+                        try await client.put("big/b", value: large)
+                        try await client.put("small", value: "2")
+                        do {
+                            try await within(.seconds(20), "the watch over the limit ends") {
+                                for try await response in responses {
+                                    seen.withLock { $0 += response.events.map(\.kv.keyString) }
+                                }
+                                Issue.record("the watch ended without an error")
+                            }
+                        } catch {
+                            // While this closure still runs, the server has dropped the watch.
+                            let deadline = ContinuousClock.now + .seconds(10)
+                            while try watchers() != before, ContinuousClock.now < deadline {
+                                try await Task.sleep(for: .milliseconds(20))
+                            }
+                            #expect(try watchers() == before)
+                            throw error
+                        }
+                    }
+                }
+                #expect(error?.code == .responseTooLarge)
+                #expect(error?.message.contains("maxCallReceiveMessageSize") == true)
+                #expect(error?.message.contains(".fragment") == true)
+                // What came before the response over the limit was delivered.
+                #expect(seen.withLock { $0 } == ["big/a"])
+                // The other watch got every event once, in order, and still runs.
+                try await client.put("small", value: "3")
+                let events = try await within(.seconds(20), "the small watch's events") {
+                    try await collectEvents(small, count: 3)
+                }
+                #expect(events.map(\.kv.valueString) == ["1", "2", "3"])
+            }
+        }
+    }
+
     @Test("leaving the closure cancels the watch on the server")
     func cancelOnServer() async throws {
         try await withEtcd { cluster, client in

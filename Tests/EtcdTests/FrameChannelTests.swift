@@ -359,6 +359,59 @@ struct FrameConnectionScriptTests {
         await #expect(throws: CancellationError.self) { try await running.value }
     }
 
+    @Test(
+        "a stream message over the limit goes to onOversize as its start and length, in order; its rest is dropped as it arrives, and the stream goes on"
+    )
+    func streamMessageOverLimit() async throws {
+        let loop = self.channel.testingEventLoop
+        let seen = Mutex<[String]>([])
+        let call = StreamCall(
+            headers: [":path": "/test"], maxMessageBytes: 1024,
+            onMessage: { message in
+                seen.withLock { $0.append("whole \(Array(message.readableBytesView))") }
+                return true
+            },
+            onOversize: { start, length in
+                let bytes = Array(start.readableBytesView)
+                let counting = bytes == (0..<bytes.count).map { UInt8(truncatingIfNeeded: $0) }
+                seen.withLock {
+                    $0.append("oversize \(bytes.count) of \(length), \(counting ? "its first bytes" : "other bytes")")
+                }
+                return true
+            })
+        let running = self.begin(call)
+        let headers = try await self.channel.waitForOutboundWrite(as: HTTP2Frame.self)
+        let streamID = headers.streamID
+        try await self.channel.writeInbound(
+            HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: [":status": "200"]))))
+        func send(_ body: ByteBuffer) async throws {
+            try await self.channel.writeInbound(
+                HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(body)))))
+        }
+        func message(_ bytes: [UInt8]) -> ByteBuffer {
+            var body = ByteBuffer()
+            body.writeInteger(UInt8(0))
+            body.writeInteger(UInt32(bytes.count))
+            body.writeBytes(bytes)
+            return body
+        }
+        // A message before, the oversize one in frames of 100 bytes (its start arrives over three of
+        // them), and a message after it in the frame with its last bytes.
+        var all = message([1])
+        all.writeImmutableBuffer(message((0..<3000).map { UInt8(truncatingIfNeeded: $0) }))
+        all.writeImmutableBuffer(message([2, 3]))
+        while all.readableBytes > 0 {
+            try await send(all.readSlice(length: min(100, all.readableBytes))!)
+        }
+        let order = seen.withLock { $0 }
+        #expect(order == ["whole [1]", "oversize 256 of 3000, its first bytes", "whole [2, 3]"])
+        #expect(!(try await loop.executeInContext { call.hasPartialMessage }))
+        #expect(try await loop.executeInContext { !call.hasEnded }, "the stream goes on")
+
+        try await loop.executeInContext { call.end(CancellationError(), reset: true) }
+        await #expect(throws: CancellationError.self) { try await running.value }
+    }
+
     @Test("a trailers-only error answer and a non-200 status end their calls with the mapped codes")
     func errorAnswers() async throws {
         let (first, firstStream) = try await self.start()

@@ -238,12 +238,15 @@ package final class EndpointConnection: Sendable {
     /// serialized bytes, for a caller that decodes it elsewhere (``decode(_:as:method:_:)``).
     ///
     /// `onResponse` returns `false` when the caller's buffer is full: the stream's window is then
-    /// held, so the server stops sending soon, until the caller calls `windowRelease`.
+    /// held, so the server stops sending soon, until the caller calls `windowRelease`. With
+    /// `onOversizeResponse`, a response over the receive limit does not end the stream: its first
+    /// bytes and its length go there instead, in order with the other responses.
     func streamResponseBytes<Method: EtcdMethod>(
         _ method: Method.Type,
         metadata: Metadata,
         options: CallOptions,
         onResponse: @escaping @Sendable (ByteBuffer) throws -> Bool,
+        onOversizeResponse: (@Sendable (_ start: ByteBuffer, _ length: Int) throws -> Bool)? = nil,
         windowRelease: StreamWindowRelease? = nil,
         requests: @escaping @Sendable (_ send: @escaping @Sendable (Method.Input) -> Void) async -> Void
     ) async throws {
@@ -255,6 +258,7 @@ package final class EndpointConnection: Sendable {
                 metadata: metadata,
                 maxMessageBytes: options.maxResponseMessageBytes ?? Int(UInt32.max),
                 onMessage: onResponse,
+                onOversize: onOversizeResponse,
                 windowRelease: windowRelease,
                 requests: { send in
                     // A request that cannot be encoded is a bug of ours; it is not sent.

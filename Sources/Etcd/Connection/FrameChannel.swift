@@ -112,7 +112,8 @@ final class FrameChannel: @unchecked Sendable {
     /// Runs one bidirectional stream on `path` until the server ends it: `requests` sends the
     /// requests (each a serialized message) while it runs; each response message is handed to
     /// `onMessage` on the event loop (it must not block). When `onMessage` returns `false` (its
-    /// consumer is full) the stream's window is held until `windowRelease` is called.
+    /// consumer is full) the stream's window is held until `windowRelease` is called. A message over
+    /// `maxMessageBytes` ends the stream, unless `onOversize` takes it (see ``StreamCall``).
     ///
     /// - Throws: `RPCError` (the server's status, or unavailable when the connection breaks),
     ///   whatever `onMessage` throws, or `CancellationError` when the task is cancelled.
@@ -121,6 +122,7 @@ final class FrameChannel: @unchecked Sendable {
         metadata: Metadata,
         maxMessageBytes: Int,
         onMessage: @escaping @Sendable (ByteBuffer) throws -> Bool,
+        onOversize: (@Sendable (_ start: ByteBuffer, _ length: Int) throws -> Bool)? = nil,
         windowRelease: StreamWindowRelease?,
         requests: @escaping @Sendable (_ send: @escaping @Sendable ([UInt8]) -> Void) async -> Void
     ) async throws {
@@ -128,7 +130,8 @@ final class FrameChannel: @unchecked Sendable {
         let call = StreamCall(
             headers: self.headers(path: path, metadata: metadata, timeout: nil),
             maxMessageBytes: maxMessageBytes,
-            onMessage: onMessage
+            onMessage: onMessage,
+            onOversize: onOversize
         )
         let eventLoop = self.eventLoop
         windowRelease?.bind { eventLoop.execute { call.releaseWindow() } }

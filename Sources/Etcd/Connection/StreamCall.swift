@@ -13,10 +13,19 @@ import Synchronization
 /// the stream and ends the call with that error. Returning `false` says its consumer is full: the
 /// stream's flow-control window is then held (the server can send what the window still allows,
 /// then waits) until ``releaseWindow()``.
+///
+/// A message over `maxMessageBytes` ends the call with resourceExhausted, unless `onOversize` is
+/// given: it is then handed the message's first ``oversizeStart`` bytes and its length, in order
+/// with the other messages, and the rest of the message is dropped as it arrives (never held).
 final class StreamCall: ChannelCall, @unchecked Sendable {
     let headers: HPACKHeaders
     let maxMessageBytes: Int
     private let onMessage: @Sendable (ByteBuffer) throws -> Bool
+    private let onOversize: (@Sendable (_ start: ByteBuffer, _ length: Int) throws -> Bool)?
+
+    /// How many of an oversize message's first bytes `onOversize` gets: enough for the fields that
+    /// say whom it is for (a watch response's header and watch ID take under 64).
+    static let oversizeStart = 256
 
     private enum Phase { case created, started, ended }
     private var phase = Phase.created
@@ -27,16 +36,24 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     private var sendingFinished = false
     /// Received bytes not yet cut into messages.
     private var inbound = ByteBuffer()
+    /// Bytes of an oversize message still to arrive, to be dropped.
+    private var skipping = 0
     var receivedHeaders = false
     /// Received DATA bytes not yet returned to the stream's window.
     var unacknowledged = 0
     /// The consumer is full: received bytes are not returned to the stream's window.
     private(set) var isWindowHeld = false
 
-    init(headers: HPACKHeaders, maxMessageBytes: Int, onMessage: @escaping @Sendable (ByteBuffer) throws -> Bool) {
+    init(
+        headers: HPACKHeaders,
+        maxMessageBytes: Int,
+        onMessage: @escaping @Sendable (ByteBuffer) throws -> Bool,
+        onOversize: (@Sendable (_ start: ByteBuffer, _ length: Int) throws -> Bool)? = nil
+    ) {
         self.headers = headers
         self.maxMessageBytes = maxMessageBytes
         self.onMessage = onMessage
+        self.onOversize = onOversize
     }
 
     /// Takes the continuation; false (the continuation resumed) when the call was cancelled first.
@@ -84,14 +101,33 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     }
 
     /// Takes received bytes and hands on every message now whole.
-    /// - Throws: `RPCError` for a message over the limit or compressed; whatever `onMessage` throws.
+    /// - Throws: `RPCError` for a message over the limit (without `onOversize`) or compressed;
+    ///   whatever `onMessage` or `onOversize` throws.
     func receive(_ bytes: ByteBuffer) throws {
         self.inbound.append(received: bytes)
+        if self.skipping > 0 {
+            let dropped = min(self.skipping, self.inbound.readableBytes)
+            self.inbound.moveReaderIndex(forwardBy: dropped)
+            self.skipping -= dropped
+            if self.skipping > 0 { return }
+        }
         while let flag = self.inbound.getInteger(at: self.inbound.readerIndex, as: UInt8.self),
             let length = self.inbound.getInteger(at: self.inbound.readerIndex + 1, as: UInt32.self)
         {
             guard Int(length) <= self.maxMessageBytes else {
-                throw RPCError.messageTooLarge(max: self.maxMessageBytes, actual: Int(length))
+                guard let onOversize = self.onOversize else {
+                    throw RPCError.messageTooLarge(max: self.maxMessageBytes, actual: Int(length))
+                }
+                let startCount = min(Int(length), Self.oversizeStart)
+                guard self.inbound.readableBytes >= 5 + startCount else { return }
+                self.inbound.moveReaderIndex(forwardBy: 5)
+                let start = self.inbound.getSlice(at: self.inbound.readerIndex, length: startCount)!
+                let present = min(Int(length), self.inbound.readableBytes)
+                self.inbound.moveReaderIndex(forwardBy: present)
+                self.skipping = Int(length) - present
+                if try !onOversize(start, Int(length)) { self.isWindowHeld = true }
+                if self.skipping > 0 { return }
+                continue
             }
             guard flag == 0 else {
                 throw RPCError(
@@ -113,7 +149,7 @@ final class StreamCall: ChannelCall, @unchecked Sendable {
     }
 
     /// Whether a message has begun and not ended (the stream must not end here).
-    var hasPartialMessage: Bool { self.inbound.readableBytes > 0 }
+    var hasPartialMessage: Bool { self.inbound.readableBytes > 0 || self.skipping > 0 }
 
     func end(_ error: any Error, reset: Bool) {
         guard self.phase != .ended else { return }

@@ -19,6 +19,10 @@ extension EtcdClient {
     /// revision has been compacted meanwhile ends with `compacted` (see
     /// ``EtcdClientError/compactRevision``). ``shutdown()`` ends every watch's sequence.
     ///
+    /// A response larger than ``Configuration/maxCallReceiveMessageSize`` ends this watch's sequence
+    /// with `responseTooLarge` (the watch is cancelled on the server; the other watches go on); with
+    /// `.fragment`, etcd splits a large revision's events into responses that fit.
+    ///
     /// ```swift
     /// try await client.watch("config/", options: [.prefix, .prevKV]) { responses in
     ///     for try await response in responses {

@@ -167,16 +167,19 @@ final class WatchStream: Sendable {
                 defer { state.phase = .finished }
                 return state.phase
             }
-            if case .registered(let id) = phase {
-                state.byID[id] = nil
-                var cancel = Etcdserverpb_WatchCancelRequest()
-                cancel.watchID = id
-                var request = Etcdserverpb_WatchRequest()
-                request.cancelRequest = cancel
-                state.outbound?.yield(request)
-            }
+            if case .registered(let id) = phase { Self.cancelOnServer(id, &state) }
         }
         entry.buffer.finish()
+    }
+
+    /// Forgets watch `id` on this stream and asks the server to cancel it.
+    private static func cancelOnServer(_ id: Int64, _ state: inout State) {
+        state.byID[id] = nil
+        var cancel = Etcdserverpb_WatchCancelRequest()
+        cancel.watchID = id
+        var request = Etcdserverpb_WatchRequest()
+        request.cancelRequest = cancel
+        state.outbound?.yield(request)
     }
 
     /// The consumer has caught up: register a suspended watch again.
@@ -204,6 +207,19 @@ final class WatchStream: Sendable {
     }
 
     // MARK: The stream
+
+    /// What the connection hands the stream's task: a response, or the start of one over the receive limit.
+    private enum Received {
+        case response(ByteBuffer)
+        case tooLarge(start: ByteBuffer, length: Int)
+
+        var cost: Int {
+            switch self {
+            case .response(let bytes): bytes.readableBytes
+            case .tooLarge(let start, _): start.readableBytes
+            }
+        }
+    }
 
     /// Received bytes the stream's task may fall behind by before the stream's window is held:
     /// beyond it, the server can send at most one more window (``FrameConnectionHandler/targetWindow``).
@@ -241,8 +257,8 @@ final class WatchStream: Sendable {
                 // CPU) by `receivedLimit` bytes, the stream's flow-control window is held until it
                 // has caught up: the server waits, instead of the client's memory growing.
                 let windowRelease = StreamWindowRelease()
-                let received = ResponseBuffer<ByteBuffer>(
-                    limit: Self.receivedLimit, cost: { $0.readableBytes }, onDrained: { windowRelease() })
+                let received = ResponseBuffer<Received>(
+                    limit: Self.receivedLimit, cost: \.cost, onDrained: { windowRelease() })
                 let endpoint = connection.endpoint
                 let (streamMetadata, streamOptions) = (metadata, options)
                 let error = await withTaskGroup(of: (any Error)?.self) { group -> (any Error)? in
@@ -253,7 +269,11 @@ final class WatchStream: Sendable {
                                 Etcdserverpb_Watch.Method.Watch.self, metadata: streamMetadata, options: streamOptions,
                                 onResponse: { bytes in
                                     receivedMessages.set()
-                                    return received.push(bytes)
+                                    return received.push(.response(bytes))
+                                },
+                                onOversizeResponse: { start, length in
+                                    receivedMessages.set()
+                                    return received.push(.tooLarge(start: start, length: length))
                                 },
                                 windowRelease: windowRelease,
                                 requests: { send in
@@ -268,8 +288,16 @@ final class WatchStream: Sendable {
                     // A response that cannot be read, or a refusal that needs a fresh token, ends
                     // the stream (its later responses are not read) and is the error reported.
                     var handlingError: (any Error)?
-                    while let bytes = try? await received.next() {
+                    while let item = try? await received.next() {
                         if let hold = self.client.watchStreamHold.withLock({ $0 }) { await hold.wait() }
+                        let bytes: ByteBuffer
+                        switch item {
+                        case .response(let response):
+                            bytes = response
+                        case .tooLarge(let start, let length):
+                            self.tooLarge(start: start, length: length, endpoint: endpoint)
+                            continue
+                        }
                         do {
                             let message = try EndpointConnection.decode(
                                 bytes, as: Etcdserverpb_WatchResponse.self, method: "Watch", endpoint)
@@ -476,15 +504,76 @@ final class WatchStream: Sendable {
         // The consumer is behind: stop the server sending more until it catches up.
         self.state.withLock { state in
             guard state.byID[id] === entry else { return }
-            state.byID[id] = nil
             entry.state.withLock { $0.phase = .suspended }
-            var cancel = Etcdserverpb_WatchCancelRequest()
-            cancel.watchID = id
-            var request = Etcdserverpb_WatchRequest()
-            request.cancelRequest = cancel
-            state.outbound?.yield(request)
+            Self.cancelOnServer(id, &state)
         }
         self.client.logger.debug("etcd watch consumer is slow; watch suspended until it catches up")
+    }
+
+    /// A response over the receive limit, of which only the start arrived: the watch it was for
+    /// ends with `responseTooLarge` and is cancelled on the server (resuming it would meet the same
+    /// response again); the stream and its other watches go on. When the start does not say which
+    /// watch it was for, every watch of the stream ends, as the Go client's do.
+    private func tooLarge(start: ByteBuffer, length: Int, endpoint: EtcdEndpoint) {
+        let limit = self.client.configuration.maxCallReceiveMessageSize
+        func error(_ what: String) -> EtcdClientError {
+            EtcdClientError(
+                code: .responseTooLarge,
+                message: """
+                    a watch response of \(length) bytes from \(endpoint) is larger than the client's receive \
+                    limit of \(limit) bytes (Configuration.maxCallReceiveMessageSize), so \(what); raise the \
+                    limit, or watch with .fragment so that etcd splits a large revision's events (a single \
+                    event over the limit still cannot arrive)
+                    """,
+                endpoint: endpoint.description
+            )
+        }
+        guard let id = Self.watchID(startOf: start) else {
+            self.client.logger.debug("etcd watch response over the receive limit, for an unknown watch")
+            self.finishAll(throwing: error("every watch of its stream was ended"))
+            return
+        }
+        let entry = self.state.withLock { state -> WatchEntry? in
+            guard let entry = state.byID[id] else { return nil }
+            Self.cancelOnServer(id, &state)
+            state.entries[ObjectIdentifier(entry)] = nil
+            return entry
+        }
+        guard let entry else { return }  // a watch already cancelled: its late response is not wanted
+        let next = entry.state.withLock { $0.nextRevision }
+        let from = next > 0 ? "the events from revision \(next) on" : "its events"
+        self.client.logger.debug("etcd watch response over the receive limit; the watch ends")
+        entry.finish(throwing: error("the watch was cancelled and \(from) were not delivered"))
+    }
+
+    /// The watch ID of a serialized `WatchResponse`, read from its first bytes: etcd writes the
+    /// fields in number order, the header (1) and then the watch ID (2, left out when 0). Nil when
+    /// the bytes do not say.
+    static func watchID(startOf bytes: ByteBuffer) -> Int64? {
+        var bytes = bytes
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            for shift in stride(from: UInt64(0), to: 64, by: 7) {
+                guard let byte = bytes.readInteger(as: UInt8.self) else { return nil }
+                value |= UInt64(byte & 0x7f) << shift
+                if byte & 0x80 == 0 { return value }
+            }
+            return nil
+        }
+        while let tag = varint() {
+            switch (tag >> 3, tag & 7) {
+            case (1, 2):
+                guard let length = varint(), length <= UInt64(bytes.readableBytes) else { return nil }
+                bytes.moveReaderIndex(forwardBy: Int(length))
+            case (2, 0):
+                return varint().map { Int64(bitPattern: $0) }
+            case (let field, _) where field > 2:
+                return 0
+            default:
+                return nil
+            }
+        }
+        return nil
     }
 
     private func end(_ entry: WatchEntry, error: EtcdClientError) {
