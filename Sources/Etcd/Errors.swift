@@ -390,10 +390,31 @@ extension EtcdClientError {
         return Self.from(rpc, endpoint: endpoint, file: file, line: line)
     }
 
+    /// The request size and the limit in the server's refusal of a request over its gRPC receive
+    /// limit (grpc-go's "received message larger than max (size vs. limit)", code resourceExhausted,
+    /// which etcd's own "too many requests" shares); nil for any other error.
+    static func serverReceiveLimit(_ rpc: RPCError) -> (size: Int, limit: Int)? {
+        let marker = "received message larger than max ("
+        guard rpc.code == .resourceExhausted, let range = rpc.message.firstRange(of: marker) else { return nil }
+        let numbers = rpc.message[range.upperBound...].prefix { $0 != ")" }.split(separator: " vs. ")
+        guard numbers.count == 2, let size = Int(numbers[0]), let limit = Int(numbers[1]) else { return nil }
+        return (size, limit)
+    }
+
     static func from(_ rpc: RPCError, endpoint: String?, file: String = #fileID, line: Int = #line) -> Self {
         if let code = Self.serverMessages[rpc.message] {
             return EtcdClientError(
                 code: code, message: rpc.message, cause: rpc, endpoint: endpoint, file: file, line: line)
+        }
+        if let (size, limit) = Self.serverReceiveLimit(rpc) {
+            return EtcdClientError(
+                code: .requestTooLarge,
+                message: """
+                    \(endpoint ?? "the server") refused a request of \(size) bytes, over its gRPC limit of \(limit) \
+                    bytes (etcd's --max-request-bytes plus 512 KiB); make the request smaller, or raise \
+                    --max-request-bytes on every member
+                    """,
+                cause: rpc, endpoint: endpoint, file: file, line: line)
         }
         // grpc-swift reports an inbound message over the limit as resourceExhausted, or wrapped in an
         // internal "Failed to decode message" error.

@@ -68,6 +68,17 @@ struct KVErrorTests {
             let remaining = try await client.get("big").count
             #expect(remaining == 0)
             try await client.put("small", value: [UInt8](repeating: 0x61, count: 1024))
+            // Over the server's gRPC limit (--max-request-bytes plus 512 KiB), which grpc-go enforces
+            // with the code etcd's "too many requests" also has: still requestTooLarge, not a reason
+            // to retry.
+            let huge = [UInt8](repeating: 0x61, count: 600 << 10)
+            let refused = await etcdErrorCode { try await client.put("huge", value: huge) }
+            #expect(refused?.code == .requestTooLarge)
+            #expect(
+                refused?.message.contains("over its gRPC limit of 528384 bytes") == true,
+                "\(String(describing: refused))")
+            #expect(refused?.message.contains("--max-request-bytes") == true)
+            #expect(try await client.get("huge").count == 0)
         }
     }
 
@@ -86,6 +97,11 @@ struct KVErrorTests {
                     ])
             }
             #expect(txn?.code == .requestTooLarge)
+            let watch = await etcdErrorCode {
+                try await client.watch(String(repeating: "w", count: 4096)) { _ in _ = Issue.record("the watch ran") }
+            }
+            #expect(watch?.code == .requestTooLarge)
+            #expect(watch?.message.contains("Watch request") == true, "\(String(describing: watch))")
             let remaining = try await client.get("", options: .prefix).count
             #expect(remaining == 0)
         }

@@ -252,6 +252,33 @@ struct WatchTests {
         }
     }
 
+    @Test(
+        "a watch the server refuses as over its gRPC limit ends with requestTooLarge; the stream's other watches lose nothing"
+    )
+    func createOverServerLimit() async throws {
+        // The server takes requests up to --max-request-bytes plus 512 KiB: 528,384 bytes here.
+        try await withEtcd(arguments: ["--max-request-bytes", "4096"]) { _, client in
+            try await client.watch("small") { small in
+                try await client.put("small", value: "1")
+                let error = await etcdErrorCode {
+                    try await within(.seconds(20), "the refused watch ends") {
+                        try await client.watch(String(repeating: "k", count: 600 << 10)) { responses in
+                            for try await _ in responses {}
+                            Issue.record("the watch ended without an error")
+                        }
+                    }
+                }
+                #expect(error?.code == .requestTooLarge)
+                #expect(error?.message.contains("limit of 528384 bytes") == true, "\(String(describing: error))")
+                try await client.put("small", value: "2")
+                let events = try await within(.seconds(20), "the small watch's events") {
+                    try await collectEvents(small, count: 2)
+                }
+                #expect(events.map(\.kv.valueString) == ["1", "2"])
+            }
+        }
+    }
+
     @Test("leaving the closure cancels the watch on the server")
     func cancelOnServer() async throws {
         try await withEtcd { cluster, client in

@@ -31,8 +31,10 @@ extension EtcdClient {
     /// }
     /// ```
     ///
-    /// - Throws: ``EtcdClientError`` `emptyKey` or `invalidArgument` for a bad key or options, before
-    ///   anything is sent; whatever `body` throws.
+    /// - Throws: ``EtcdClientError`` `emptyKey` or `invalidArgument` for a bad key or options, and
+    ///   `requestTooLarge` for a key and range end over ``Configuration/maxCallSendMessageSize``, before
+    ///   anything is sent; whatever `body` throws. The sequence throws `requestTooLarge` when the
+    ///   server refuses the watch as too large for it.
     public func watch<Result: Sendable>(
         _ key: some EtcdBytes,
         options: EtcdWatchOptions = [],
@@ -53,6 +55,9 @@ extension EtcdClient {
         _ body: (EtcdWatchResponses) async throws -> Result
     ) async throws -> Result {
         try self.checkNotShutDown()
+        var wrapped = Etcdserverpb_WatchRequest()
+        wrapped.createRequest = request
+        try self.checkSendSize(wrapped, estimate: request.key.count + request.rangeEnd.count + 16, method: "Watch")
         self.logger.debug(
             "etcd watch opening", metadata: ["etcd_key": "\(String(decoding: request.key, as: UTF8.self))"])
         let stream = self.watcher.stream(

@@ -4,6 +4,7 @@ import FoundationEssentials
 import GRPCCore
 import Logging
 import NIOCore
+import SwiftProtobuf
 import Synchronization
 
 /// One watch of a user: what to watch, where it has got to, and its buffer.
@@ -321,6 +322,11 @@ final class WatchStream: Sendable {
                 failure = mapped as? EtcdClientError
             }
             outbound.finish()
+            if let failure, failure.code == .requestTooLarge, let rpc = failure.cause as? RPCError,
+                let (_, limit) = EtcdClientError.serverReceiveLimit(rpc)
+            {
+                self.endCreates(over: limit, endpoint: connection.endpoint)
+            }
             self.disconnected()
             if receivedMessages.isSet {
                 attempt = 0
@@ -370,6 +376,34 @@ final class WatchStream: Sendable {
             state.outbound = nil
         }
         self.finishAll(throwing: nil)
+    }
+
+    /// The server ended the stream because a request was over its gRPC receive limit: the watches
+    /// whose create request is over `limit` end with `requestTooLarge` (registered again, they would
+    /// meet the same refusal, and break the stream for every other watch each time).
+    private func endCreates(over limit: Int, endpoint: EtcdEndpoint) {
+        let refused = self.state.withLock { state -> [(WatchEntry, Int)] in
+            var refused: [(WatchEntry, Int)] = []
+            for (id, entry) in state.byID {
+                let size = (try? entry.createRequest(id: id).serializedBytes() as [UInt8])?.count ?? 0
+                if size > limit { refused.append((entry, size)) }
+            }
+            for (entry, _) in refused { state.entries[ObjectIdentifier(entry)] = nil }
+            return refused
+        }
+        for (entry, size) in refused {
+            self.client.logger.debug("etcd refused a watch as too large", metadata: ["etcd_endpoint": "\(endpoint)"])
+            entry.finish(
+                throwing: EtcdClientError(
+                    code: .requestTooLarge,
+                    message: """
+                        \(endpoint) refused the watch: its create request is \(size) bytes, over the server's gRPC \
+                        limit of \(limit) bytes (etcd's --max-request-bytes plus 512 KiB); watch a shorter key or \
+                        range, or raise --max-request-bytes on every member
+                        """,
+                    endpoint: endpoint.description
+                ))
+        }
     }
 
     /// The stream is gone: every registered watch must be registered again on the next one.
